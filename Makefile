@@ -1,0 +1,40 @@
+# aging: reproducible entry points. `make help` lists them.
+# Every target sets up its own virtual environment (.venv) first.
+#
+#   TORCH   the torch requirement installed before the package. The default is the CPU build
+#           this project's machines carry on disk; on a GPU machine pass your own, e.g.
+#           `make demo TORCH=torch` (whatever pip resolves), or TORCH= to keep a torch you
+#           installed into .venv yourself.
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test bench clean
+
+help: ## Show this list of targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ -n "$(TORCH)" ]; then echo "installing $(TORCH)"; $(BIN)/python -m pip install -q "$(TORCH)"; fi
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP) ## Create .venv and install aging (editable) with its test tools
+
+demo: $(STAMP) ## Offline demo on synthetic latents -> runs/demo/ (summary.md, comparison.md, charts)
+	$(BIN)/aging demo
+
+test: $(STAMP) ## Run the test suite (pytest)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP) ## Benchmarks of the age models -> benchmarks/results/*.json
+	$(BIN)/python benchmarks/bench_models.py --json benchmarks/results/models.json
+
+clean: ## Remove the virtual environment and generated outputs (keeps data/)
+	rm -rf $(VENV) runs benchmarks/results .pytest_cache

@@ -1,0 +1,41 @@
+"""The ``aging`` command-line interface: one click group, one module per stage.
+
+Each stage module imports only click at import time; heavy libraries (torch, sklearn,
+matplotlib, dlib, ...) are imported inside the command that needs them, so ``aging --help``
+is instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from aging import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="aging")
+def main():
+    """Face aging in the latent space of a pretrained StyleGAN.
+
+    \b
+    Pipeline:
+      aging fetch     videos -> aligned, age-labelled faces      (data/<subject>/aligned)
+      aging encode    aligned faces -> W+ latents                (data/<subject>/latents)
+      aging train     latent dataset -> age model + metrics      (runs/<name>)
+      aging evaluate  experiments: many models, one comparison table and chart
+      aging render    model + latent -> aging GIF/MP4
+    \b
+    Offline, on synthetic latents:
+      aging synth data/synth --subjects 3 --photos 200
+      aging demo
+    """
+
+
+def _register() -> None:
+    from aging.cli import models as _models
+
+    for cmd in _models.COMMANDS:
+        main.add_command(cmd)
+
+
+_register()

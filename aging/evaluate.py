@@ -1,0 +1,256 @@
+"""Measuring age models: errors per pair and per target age, trivial baselines, folds, linearity.
+
+Every error is the study's metric, the mean squared error per latent component. Beside each
+model three references are reported on the same pairs:
+
+* ``start``: predict the start latent (no aging at all);
+* ``mean``: predict the subject's mean latent over its training photos (undefined for a
+  held-out subject);
+* ``truth``: on synthetic data, the noise-free latent of the target photo (the noise floor no
+  model can beat on average).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aging.ages import DAYS_PER_YEAR
+from aging.latents import Fold, LatentDataset, PairSet, make_splits
+
+REFERENCES = ("start", "mean", "truth")
+
+
+@dataclass
+class PairErrors:
+    """Per-pair errors (MSE per component) of a model and the references on one pair set."""
+
+    start_ages: np.ndarray  # [P] days
+    target_ages: np.ndarray  # [P] days
+    subject: np.ndarray  # [P] subject index
+    model: np.ndarray  # [P]
+    refs: dict[str, np.ndarray | None] = field(default_factory=dict)  # name -> [P] or None
+
+    @classmethod
+    def concat(cls, parts: list["PairErrors"]) -> "PairErrors":
+        refs = {}
+        for name in REFERENCES:
+            vals = [p.refs.get(name) for p in parts]
+            refs[name] = None if any(v is None for v in vals) else np.concatenate(vals)
+        return cls(
+            np.concatenate([p.start_ages for p in parts]),
+            np.concatenate([p.target_ages for p in parts]),
+            np.concatenate([p.subject for p in parts]),
+            np.concatenate([p.model for p in parts]),
+            refs,
+        )
+
+    def summary(self) -> dict:
+        """``{"mse": model, "start": .., "mean": .., "truth": ..}`` (None where undefined)."""
+        out = {"mse": _mean(self.model)}
+        for name in REFERENCES:
+            out[name] = _mean(self.refs.get(name))
+        return out
+
+    def by_target_age(self) -> list[dict]:
+        """One row per distinct target age: mean errors of the model and the references."""
+        ages, inv = np.unique(self.target_ages, return_inverse=True)
+        counts = np.bincount(inv)
+        rows = []
+        cols = {"model": self.model, **{k: v for k, v in self.refs.items()}}
+        sums = {k: (np.bincount(inv, weights=v) if v is not None else None) for k, v in cols.items()}
+        for i, age in enumerate(ages):
+            row = {"target_age_days": int(age), "target_age_years": round(age / DAYS_PER_YEAR, 4),
+                   "pairs": int(counts[i])}
+            for k in ("model",) + REFERENCES:
+                s = sums.get(k)
+                row[k] = None if s is None else float(s[i] / counts[i])
+            rows.append(row)
+        return rows
+
+
+def _mean(x) -> float | None:
+    return None if x is None or len(x) == 0 else float(np.mean(x))
+
+
+def subject_means(pairs: PairSet) -> dict[int, np.ndarray]:
+    """Mean latent of each subject over the photos a training set may see: ``{subject: [D]}``."""
+    ds = pairs.dataset
+    return {int(ds.subject_of[seq[0]]): ds.latents_flat[seq].astype(np.float64).mean(0)
+            for seq in pairs.sequences()}
+
+
+def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = None) -> PairErrors:
+    """Errors of ``model`` and the references on every pair.
+
+    Pairs are grouped by start photo, so that ``model.predict`` runs once per start with all its
+    target ages; the references need no prediction: ``|start - target|^2`` comes from dot
+    products, and the ``mean`` and ``truth`` errors depend on the target photo alone.
+    """
+    ds = pairs.dataset
+    lat = ds.latents_flat  # [N, D] float32
+    dim = lat.shape[1]
+    sq = np.einsum("ij,ij->i", lat, lat, dtype=np.float64)  # [N] |l|^2
+    err = np.empty(len(pairs))
+    ref_start = np.empty(len(pairs))
+    starts, groups = pairs.by_start()
+    for s, idx in zip(starts, groups):
+        targets = pairs.target[idx]
+        truth = lat[targets]  # [T, D]
+        pred = model.predict(lat[s], ds.ages[s], ds.ages[targets]).reshape(len(idx), dim)
+        pred -= truth
+        err[idx] = np.einsum("ij,ij->i", pred, pred, dtype=np.float64) / dim
+        ref_start[idx] = (sq[s] + sq[targets] - 2.0 * (truth @ lat[s]).astype(np.float64)) / dim
+    ref_mean = None
+    if means is not None:
+        per_photo = np.full(ds.num_photos, np.nan)
+        for k, m in means.items():
+            ph = ds.photos_of(k)
+            per_photo[ph] = np.mean((lat[ph] - m[None, :]) ** 2, axis=1)
+        ref_mean = per_photo[pairs.target]
+        if np.isnan(ref_mean).any():
+            ref_mean = None  # undefined for subjects without training photos
+    ref_truth = None
+    if ds.clean_flat is not None:
+        ref_truth = np.mean((ds.clean_flat.astype(np.float64) - lat) ** 2, axis=1)[pairs.target]
+    return PairErrors(ds.ages[pairs.start], ds.ages[pairs.target], ds.subject_of[pairs.start], err,
+                      {"start": np.maximum(ref_start, 0.0), "mean": ref_mean, "truth": ref_truth})
+
+
+@dataclass
+class EvalResult:
+    """Everything one model configuration produced on one dataset."""
+
+    model: object  # the model to keep (see ``final_model`` in ``metrics``)
+    metrics: dict
+    train: PairErrors
+    test: PairErrors
+
+
+def evaluate(
+    dataset: LatentDataset,
+    make: callable,
+    *,
+    pairs: str = "first",
+    split: str = "internal",
+    seed: int = 0,
+    n_pairs: int = 6100,
+    min_gap: int = 0,
+    holdout: str | None = None,
+    test_fraction: float = 0.2,
+    progress: bool = False,
+) -> EvalResult:
+    """Fit a fresh model (``make()``) on each fold's training pairs and measure it.
+
+    For ``internal`` and ``future`` there is one fold and its model is kept. For ``external``
+    every subject is held out in turn (or only ``holdout``); errors are pooled over the folds and
+    the kept model is refitted on the pairs of all subjects.
+    """
+    from tqdm.auto import tqdm
+
+    folds: list[Fold] = make_splits(dataset, split, pairs, test_fraction=test_fraction, holdout=holdout,
+                                    n_pairs=n_pairs, min_gap=min_gap, seed=seed)
+    trains, tests, fold_rows, model = [], [], [], None
+    fit_seconds = eval_seconds = 0.0
+    for fold in tqdm(folds, desc="folds", leave=False, disable=not progress or len(folds) == 1):
+        t0 = time.perf_counter()
+        model = make().fit(fold.train)
+        t1 = time.perf_counter()
+        means = subject_means(fold.train)
+        tr = pair_errors(model, fold.train, means)
+        te = pair_errors(model, fold.test, means)
+        t2 = time.perf_counter()
+        fit_seconds += t1 - t0
+        eval_seconds += t2 - t1
+        trains.append(tr)
+        tests.append(te)
+        fold_rows.append({
+            "holdout": fold.holdout,
+            "n_train_pairs": len(fold.train),
+            "n_test_pairs": len(fold.test),
+            "train": tr.summary(),
+            "test": te.summary(),
+        })
+    final = "fold model (fit on the training pairs)"
+    if split == "external":
+        from aging.latents import make_pairs
+
+        everything = make_pairs(dataset, pairs, n_pairs=n_pairs, min_gap=min_gap, seed=seed)
+        t0 = time.perf_counter()
+        model = make().fit(everything)
+        fit_seconds += time.perf_counter() - t0
+        final = "refit on the pairs of all subjects (errors are from the leave-one-subject-out folds)"
+    train, test = PairErrors.concat(trains), PairErrors.concat(tests)
+    tr_sum, te_sum = train.summary(), test.summary()
+    metrics = {
+        "model": model.name,
+        "params": _jsonable(model.get_params()),
+        "pairs": pairs,
+        "split": split,
+        "seed": seed,
+        "n_pairs": n_pairs if pairs == "random" else None,
+        "min_gap": min_gap,
+        "holdout": holdout,
+        "n_train_pairs": int(len(train.model)),
+        "n_test_pairs": int(len(test.model)),
+        "train_mse": tr_sum["mse"],
+        "test_mse": te_sum["mse"],
+        "baselines": {name: {"train_mse": tr_sum[name], "test_mse": te_sum[name]} for name in REFERENCES},
+        "folds": fold_rows,
+        "fit_seconds": round(fit_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "final_model": final,
+        "latent_shape": list(dataset.latent_shape),
+        "subjects": dataset.names,
+        "dataset": str(dataset.root) if dataset.root else None,
+    }
+    return EvalResult(model, metrics, train, test)
+
+
+def _jsonable(obj):
+    from aging.models.base import _jsonable as j
+
+    return j(obj)
+
+
+# ---------------------------------------------------------------------------------------------
+# Linearity analysis
+# ---------------------------------------------------------------------------------------------
+
+
+def line_distances(latents: np.ndarray, i: int, j: int) -> np.ndarray:
+    """Distance of every latent from the line through latents ``i`` and ``j``: ``[n]``.
+
+    With ``a`` the first anchor, ``n`` the unit direction to the second and ``p`` a point,
+    ``d = (a - p) - ((a - p) . n) n`` and the distance is ``|d|`` (per-component RMS, so that
+    values compare across latent sizes).
+    """
+    x = latents.reshape(len(latents), -1).astype(np.float64)
+    a = x[i]
+    n = x[j] - a
+    norm = np.linalg.norm(n)
+    if norm == 0:
+        raise ValueError("the two anchor latents are identical")
+    n /= norm
+    ap = a[None, :] - x
+    d = ap - (ap @ n)[:, None] * n[None, :]
+    return np.sqrt(np.mean(d**2, axis=1))
+
+
+def linearity(dataset: LatentDataset, subject: str | int = 0, anchors: tuple[int, int] = (0, -1)) -> dict:
+    """Linearity of one subject's sequence: distances from the anchor line, step variances."""
+    k = dataset.index_of(subject) if isinstance(subject, str) else int(subject)
+    s = dataset.subjects[k]
+    i, j = (a % len(s) for a in anchors)
+    dist = line_distances(s.latents, i, j)
+    x = s.latents.reshape(len(s), -1).astype(np.float64)
+    steps = np.diff(x, axis=0) / np.diff(s.ages)[:, None]
+    return {
+        "subject": s.name,
+        "ages": s.ages,
+        "anchors": (int(i), int(j)),
+        "distances": dist,
+        "step_variances": steps.var(axis=0),  # [D] per component, per day^2
+    }

@@ -1,0 +1,407 @@
+"""Latent datasets: subjects -> (age_days, latent) sequences, pairing strategies and splits.
+
+On disk a latent dataset is a directory with one folder per subject, each holding
+``<age_days>.npy`` files (optionally under ``<subject>/latents/``), exactly the layout of the
+original study's published latents. Inside the code every latent is kept in its stored shape
+(e.g. ``(18, 512)`` for W+); models flatten it where it enters them.
+
+Pairs are kept as index arrays into the dataset, never as materialised latent matrices: the
+``all`` strategy on 3 x 600 photos gives over 500 000 pairs, and models use the structure
+(per-start counts) instead of a dense pair-by-feature matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PAIR_STRATEGIES = ("first", "all", "random")
+SPLITS = ("internal", "future", "external")
+
+
+class LatentDatasetError(ValueError):
+    """A latent dataset on disk is malformed (the message names the file)."""
+
+
+@dataclass
+class Subject:
+    """One person's photo sequence, sorted by age."""
+
+    name: str
+    ages: np.ndarray  # [n] int64, days, strictly increasing
+    latents: np.ndarray  # [n, *latent_shape] float32
+    clean: np.ndarray | None = None  # [n, *latent_shape] noise-free latents (synthetic data only)
+
+    def __len__(self) -> int:
+        return len(self.ages)
+
+
+def _latent_dir(folder: Path) -> Path:
+    sub = folder / "latents"
+    return sub if sub.is_dir() else folder
+
+
+def load_subject(folder: str | Path, name: str | None = None) -> Subject:
+    """Load one subject folder of ``<age_days>.npy`` latents (or its ``latents/`` sub-folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LatentDatasetError(f"{folder}: not a directory")
+    src = _latent_dir(folder)
+    files = sorted(src.glob("*.npy"))
+    if not files:
+        raise LatentDatasetError(f"{src}: empty subject (no <age_days>.npy files)")
+    ages, arrays = [], []
+    for f in files:
+        try:
+            age = int(f.stem)
+        except ValueError:
+            raise LatentDatasetError(
+                f"{f}: file name is not an integer age in days (expected e.g. 7300.npy)"
+            ) from None
+        try:
+            arr = np.load(f, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a dataset error
+            raise LatentDatasetError(f"{f}: unreadable latent file ({exc.__class__.__name__}: {exc})") from None
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise LatentDatasetError(f"{f}: latent has dtype {arr.dtype}, expected floating point")
+        if not np.all(np.isfinite(arr)):
+            raise LatentDatasetError(f"{f}: latent contains NaN or inf")
+        if arrays and arr.shape != arrays[0][1].shape:
+            raise LatentDatasetError(
+                f"{f}: latent shape {arr.shape} differs from {arrays[0][0].name} {arrays[0][1].shape}"
+            )
+        ages.append(age)
+        arrays.append((f, arr))
+    order = np.argsort(ages, kind="stable")
+    ages_arr = np.asarray(ages, dtype=np.int64)[order]
+    dup = np.nonzero(np.diff(ages_arr) == 0)[0]
+    if len(dup):
+        raise LatentDatasetError(f"{src}: two latents for age {ages_arr[dup[0]]} days")
+    latents = np.stack([arrays[i][1] for i in order]).astype(np.float32, copy=False)
+    return Subject(name=name or folder.name, ages=ages_arr, latents=latents)
+
+
+@dataclass
+class LatentDataset:
+    """A set of subjects with latents of one shape.
+
+    Photos are addressed globally: photo ``g`` belongs to subject ``subject_of[g]`` and is
+    ``local_index[g]`` within it. ``latents_flat`` is a ``[num_photos, D]`` view of every latent.
+    """
+
+    subjects: list[Subject]
+    root: Path | None = None
+    truth: dict | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.subjects:
+            raise LatentDatasetError(f"{self.root or 'dataset'}: no subjects")
+        shape = self.subjects[0].latents.shape[1:]
+        for s in self.subjects:
+            if s.latents.shape[1:] != shape:
+                raise LatentDatasetError(
+                    f"subject {s.name}: latent shape {s.latents.shape[1:]} differs from "
+                    f"{self.subjects[0].name} {shape}"
+                )
+        self.latent_shape = tuple(shape)
+        sizes = np.array([len(s) for s in self.subjects])
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.subject_of = np.repeat(np.arange(len(self.subjects)), sizes)
+        self.local_index = np.concatenate([np.arange(n) for n in sizes])
+        self.ages = np.concatenate([s.ages for s in self.subjects])  # [N] days
+        self.latents_flat = np.concatenate(
+            [s.latents.reshape(len(s), -1) for s in self.subjects]
+        )  # [N, D]
+        if all(s.clean is not None for s in self.subjects):
+            self.clean_flat = np.concatenate([s.clean.reshape(len(s), -1) for s in self.subjects])
+        else:
+            self.clean_flat = None
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: str | Path, subjects: list[str] | None = None) -> "LatentDataset":
+        """Load every subject folder under ``root`` (sorted by name), or only ``subjects``.
+
+        A ``truth.npz`` beside the subjects (written by ``aging synth``) attaches the noise-free
+        latents, so evaluations can report the noise floor.
+        """
+        root = Path(root)
+        if not root.exists():
+            raise LatentDatasetError(f"{root}: no such directory")
+        if not root.is_dir():
+            raise LatentDatasetError(f"{root}: not a directory")
+        if subjects is None:
+            if _has_latents(root):  # the folder itself is one subject
+                folders = [root]
+            else:
+                folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+        else:
+            folders = [root / s for s in subjects]
+            for f in folders:
+                if not f.is_dir():
+                    raise LatentDatasetError(f"{f}: no such subject")
+        if not folders:
+            raise LatentDatasetError(f"{root}: no subject folders with <age_days>.npy latents")
+        subs = [load_subject(f) for f in folders]
+        truth = None
+        truth_path = root / "truth.npz"
+        if truth_path.is_file():
+            with np.load(truth_path, allow_pickle=False) as z:
+                truth = {k: z[k] for k in z.files}
+            for s in subs:
+                key = f"clean/{s.name}"
+                if key in truth:
+                    clean_ages = truth[f"ages/{s.name}"]
+                    idx = np.searchsorted(clean_ages, s.ages)
+                    ok = (idx < len(clean_ages)) & (clean_ages[np.minimum(idx, len(clean_ages) - 1)] == s.ages)
+                    if ok.all():
+                        s.clean = truth[key][idx].reshape(s.latents.shape).astype(np.float32)
+        return cls(subs, root=root, truth=truth)
+
+    # -- access ----------------------------------------------------------------------------
+    @property
+    def num_photos(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.latents_flat.shape[1])
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.subjects]
+
+    def photos_of(self, subject: int) -> np.ndarray:
+        """Global photo indices of one subject, in age order."""
+        return np.arange(self.offsets[subject], self.offsets[subject + 1])
+
+    def index_of(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise LatentDatasetError(f"no subject named {name!r} (have: {', '.join(self.names)})") from None
+
+
+def _has_latents(folder: Path) -> bool:
+    return any(_latent_dir(folder).glob("*.npy"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairSet:
+    """Training or test pairs (start photo -> target photo) as global photo indices.
+
+    ``start[k]`` and ``target[k]`` index ``dataset.latents_flat``; both belong to one subject and
+    the target is strictly older. ``photos`` lists the photos a model may learn sequences from
+    (for a training set: every photo it is allowed to see).
+    """
+
+    dataset: LatentDataset
+    start: np.ndarray  # [P] int64
+    target: np.ndarray  # [P] int64
+    photos: np.ndarray  # [M] int64, sorted
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def start_ages(self) -> np.ndarray:
+        return self.dataset.ages[self.start]
+
+    @property
+    def target_ages(self) -> np.ndarray:
+        return self.dataset.ages[self.target]
+
+    def subset(self, mask_or_index) -> "PairSet":
+        return PairSet(self.dataset, self.start[mask_or_index], self.target[mask_or_index], self.photos)
+
+    def sequences(self) -> list[np.ndarray]:
+        """Per subject, the global indices of its visible photos in age order (non-empty only)."""
+        subj = self.dataset.subject_of[self.photos]
+        return [self.photos[subj == s] for s in np.unique(subj)]
+
+    def by_start(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Group pairs by start photo: (unique starts, list of pair indices per start)."""
+        order = np.argsort(self.start, kind="stable")
+        starts, first = np.unique(self.start[order], return_index=True)
+        groups = np.split(order, first[1:])
+        return starts, groups
+
+
+def _pairs_first(ds: LatentDataset, photos_by_subject: list[np.ndarray]):
+    s, t = [], []
+    for ph in photos_by_subject:
+        if len(ph) < 2:
+            continue
+        s.append(np.full(len(ph) - 1, ph[0]))
+        t.append(ph[1:])
+    return _cat(s), _cat(t)
+
+
+def _pairs_all(ds: LatentDataset, photos_by_subject: list[np.ndarray]):
+    s, t = [], []
+    for ph in photos_by_subject:
+        ages = ds.ages[ph]
+        i, j = np.triu_indices(len(ph), k=1)
+        keep = ages[j] > ages[i]
+        s.append(ph[i[keep]])
+        t.append(ph[j[keep]])
+    return _cat(s), _cat(t)
+
+
+def _pairs_random(ds: LatentDataset, photos_by_subject: list[np.ndarray], n: int, min_gap: int, rng):
+    """``n`` random pairs with target age - start age >= ``min_gap`` days, drawn with
+    replacement, subjects weighted by their number of admissible pairs."""
+    counts, tables = [], []
+    for ph in photos_by_subject:
+        ages = ds.ages[ph]
+        # for each start i, admissible targets are ph[j] with ages[j] >= ages[i] + max(min_gap, 1)
+        lo = np.searchsorted(ages, ages + max(min_gap, 1), side="left")
+        per_start = len(ph) - lo
+        counts.append(per_start.sum())
+        tables.append((ph, lo, per_start))
+    total = int(np.sum(counts))
+    if total == 0:
+        raise LatentDatasetError(f"no pairs with an age gap of at least {min_gap} days")
+    s = np.empty(n, dtype=np.int64)
+    t = np.empty(n, dtype=np.int64)
+    # draw a flat index into the admissible pairs of all subjects
+    flat = rng.integers(0, total, size=n)
+    base = 0
+    for ph, lo, per_start in tables:
+        cum = np.concatenate([[0], np.cumsum(per_start)])
+        sel = (flat >= base) & (flat < base + cum[-1])
+        k = flat[sel] - base
+        i = np.searchsorted(cum, k, side="right") - 1
+        j = lo[i] + (k - cum[i])
+        s[sel], t[sel] = ph[i], ph[j]
+        base += cum[-1]
+    return s, t
+
+
+def _cat(parts) -> np.ndarray:
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def make_pairs(
+    dataset: LatentDataset,
+    strategy: str = "first",
+    *,
+    photos: np.ndarray | None = None,
+    n_pairs: int = 6100,
+    min_gap: int = 0,
+    seed: int = 0,
+) -> PairSet:
+    """Build pairs among ``photos`` (default: all photos) with a named strategy.
+
+    ``first``: each subject's youngest photo -> every later photo (the study's regressions).
+    ``all``: every ordered pair with target age > start age.
+    ``random``: ``n_pairs`` random pairs with an age gap of at least ``min_gap`` days (the study's
+    MLP "forced distance" data), seeded.
+    """
+    if strategy not in PAIR_STRATEGIES:
+        raise ValueError(f"unknown pairing strategy {strategy!r} (choose from {', '.join(PAIR_STRATEGIES)})")
+    photos = np.arange(dataset.num_photos) if photos is None else np.sort(np.asarray(photos, dtype=np.int64))
+    subj = dataset.subject_of[photos]
+    by_subject = [photos[subj == k] for k in np.unique(subj)]
+    if strategy == "first":
+        s, t = _pairs_first(dataset, by_subject)
+    elif strategy == "all":
+        s, t = _pairs_all(dataset, by_subject)
+    else:
+        s, t = _pairs_random(dataset, by_subject, int(n_pairs), int(min_gap), np.random.default_rng(seed))
+    return PairSet(dataset, s, t, photos)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fold:
+    """One train/test split. ``holdout`` names the held-out subject of an external fold."""
+
+    train: PairSet
+    test: PairSet
+    holdout: str | None = None
+
+
+def make_splits(
+    dataset: LatentDataset,
+    split: str = "internal",
+    pairs: str = "first",
+    *,
+    test_fraction: float = 0.2,
+    holdout: str | None = None,
+    n_pairs: int = 6100,
+    min_gap: int = 0,
+    seed: int = 0,
+) -> list[Fold]:
+    """Train/test folds.
+
+    ``internal``: pairs of every photo, split 80/20 at random (the study's protocol; start
+    photos are shared between train and test).
+    ``future``: per subject, the earliest 80 % of photos are for training (pairs among them);
+    test pairs start from a training photo and end at a later, unseen photo. For ``first`` the
+    start is the subject's youngest photo: predict the later years from the first photo.
+    ``external``: leave one subject out (every subject in turn, or only ``holdout``); test pairs
+    start at the held-out subject's youngest photo and end at each later photo.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    kw = dict(n_pairs=n_pairs, min_gap=min_gap)
+    if split == "internal":
+        everything = make_pairs(dataset, pairs, seed=seed, **kw)
+        perm = rng.permutation(len(everything))
+        n_test = int(round(test_fraction * len(everything)))
+        if n_test == 0 or n_test == len(everything):
+            raise LatentDatasetError(f"too few pairs ({len(everything)}) for an internal split")
+        test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+        # the training photos: those that take part in a training pair
+        train = everything.subset(train_idx)
+        train.photos = np.unique(np.concatenate([train.start, train.target]))
+        test = everything.subset(test_idx)
+        return [Fold(train, test)]
+    if split == "future":
+        train_photos, test_photos = [], []
+        for k in range(len(dataset.subjects)):
+            ph = dataset.photos_of(k)
+            n_train = int(np.ceil((1.0 - test_fraction) * len(ph)))
+            n_train = min(max(n_train, 2), len(ph) - 1)
+            if n_train < 2:
+                raise LatentDatasetError(f"subject {dataset.subjects[k].name}: too few photos for a future split")
+            train_photos.append(ph[:n_train])
+            test_photos.append(ph[n_train:])
+        train_photos = np.concatenate(train_photos)
+        train = make_pairs(dataset, pairs, photos=train_photos, seed=seed, **kw)
+        # test: start from visible (training) photos, end at unseen later photos
+        full = make_pairs(dataset, pairs, seed=seed + 1, **kw)
+        in_train = np.zeros(dataset.num_photos, bool)
+        in_train[train_photos] = True
+        keep = in_train[full.start] & ~in_train[full.target]
+        test = full.subset(keep)
+        test.photos = np.arange(dataset.num_photos)
+        if len(test) == 0:
+            raise LatentDatasetError("the future split has no test pairs")
+        return [Fold(train, test)]
+    # external
+    if len(dataset.subjects) < 2:
+        raise LatentDatasetError("an external split needs at least two subjects")
+    holdouts = range(len(dataset.subjects)) if holdout is None else [dataset.index_of(holdout)]
+    folds = []
+    for k in holdouts:
+        others = np.nonzero(dataset.subject_of != k)[0]
+        train = make_pairs(dataset, pairs, photos=others, seed=seed, **kw)
+        test = make_pairs(dataset, "first", photos=dataset.photos_of(k))
+        folds.append(Fold(train, test, holdout=dataset.subjects[k].name))
+    return folds

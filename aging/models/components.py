@@ -1,0 +1,54 @@
+"""Component selection: which latent components a model may move.
+
+``first``: the first ``n`` components (the study's baseline selection).
+``linear``: the ``n`` components whose photo-to-photo steps (per day) vary least across the
+training subjects, i.e. the components that move most steadily with age.
+``norm``: the same after dividing each component's steps by its largest absolute step, so that
+components of large amplitude are not penalised for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SELECTIONS = ("first", "linear", "norm")
+
+
+def photo_steps(pairs) -> np.ndarray:
+    """Per-day steps between consecutive visible photos of each subject, stacked: ``[S, D]``."""
+    ds = pairs.dataset
+    steps = []
+    for seq in pairs.sequences():
+        if len(seq) < 2:
+            continue
+        lat = ds.latents_flat[seq].astype(np.float64)
+        dt = np.diff(ds.ages[seq]).astype(np.float64)
+        steps.append(np.diff(lat, axis=0) / dt[:, None])
+    if not steps:
+        raise ValueError("component selection needs at least one subject with two training photos")
+    return np.concatenate(steps)
+
+
+def step_variances(pairs, *, normalise: bool = False) -> np.ndarray:
+    """Variance of each component's per-day photo-to-photo steps, pooled over subjects: ``[D]``."""
+    steps = photo_steps(pairs)
+    if normalise:
+        peak = np.abs(steps).max(axis=0)
+        steps = steps / np.where(peak > 0, peak, 1.0)
+    return steps.var(axis=0)
+
+
+def select_components(pairs, method: str | None, n: int | None) -> np.ndarray:
+    """Flat indices of the selected components, sorted. ``method=None`` selects everything."""
+    dim = pairs.dataset.dim
+    if method is None or method == "all" or n is None:
+        return np.arange(dim)
+    if method not in SELECTIONS:
+        raise ValueError(f"unknown component selection {method!r} (choose from {', '.join(SELECTIONS)})")
+    n = int(n)
+    if not 1 <= n <= dim:
+        raise ValueError(f"dims must be between 1 and {dim}, got {n}")
+    if method == "first":
+        return np.arange(n)
+    var = step_variances(pairs, normalise=(method == "norm"))
+    return np.sort(np.argsort(var, kind="stable")[:n])

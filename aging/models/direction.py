@@ -1,0 +1,87 @@
+"""``direction``: move along one age direction, ``latent(t) = start + (t - t_start) * scale * d``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aging.ages import DAYS_PER_YEAR
+from aging.models.base import AgeModel, ModelError, register
+
+
+def pooled_slope(pairs) -> np.ndarray:
+    """Within-subject least-squares slope of the latents against age (per day), pooled: ``[D]``."""
+    ds = pairs.dataset
+    num, den = np.zeros(ds.dim), 0.0
+    for seq in pairs.sequences():
+        if len(seq) < 2:
+            continue
+        a = ds.ages[seq].astype(np.float64)
+        a = a - a.mean()
+        x = ds.latents_flat[seq].astype(np.float64)
+        num += a @ (x - x.mean(0))
+        den += float(a @ a)
+    if den == 0:
+        raise ModelError("direction: no training subject has two photos of different ages")
+    return num / den
+
+
+@register
+class AgeDirection(AgeModel):
+    """One direction ``d`` (unit norm) and a scale fitted by least squares on the training pairs.
+
+    Parameters
+    ----------
+    direction : str or None
+        Path of a ``.npy`` direction (the latent shape, or flat), e.g. a published age
+        direction; ``None`` learns ``d`` as the pooled within-subject least-squares slope.
+    """
+
+    name = "direction"
+    _state_arrays = ("direction_", "scale_")
+
+    def __init__(self, direction=None):
+        self.direction = direction
+
+    def _load_direction(self, dim: int, shape) -> np.ndarray:
+        path = Path(self.direction)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such direction file")
+        try:
+            d = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{path}: unreadable direction ({exc})") from None
+        if d.size != dim or (d.ndim > 1 and d.shape != tuple(shape)):
+            raise ModelError(f"{path}: direction shape {d.shape} does not match latents {tuple(shape)}")
+        d = d.reshape(-1).astype(np.float64)
+        if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
+            raise ModelError(f"{path}: direction is zero or not finite")
+        return d
+
+    def fit(self, pairs):
+        self._begin_fit(pairs)
+        ds = pairs.dataset
+        if self.direction is None:
+            d = pooled_slope(pairs)
+        else:
+            d = self._load_direction(ds.dim, ds.latent_shape)
+        norm = np.linalg.norm(d)
+        if norm == 0:
+            raise ModelError("direction: the learned direction is zero")
+        d = d / norm
+        q = ds.latents_flat.astype(np.float64) @ d  # [N] projection of every photo
+        dt = (ds.ages[pairs.target] - ds.ages[pairs.start]).astype(np.float64)
+        dq = q[pairs.target] - q[pairs.start]
+        self.direction_ = d.astype(np.float32)  # [D]
+        self.scale_ = np.float64(dt @ dq / max(dt @ dt, 1e-300))  # latent units per day along d
+        return self
+
+    def _predict_flat(self, start, start_age, target_ages):
+        dt = (target_ages - start_age)[:, None]
+        return start[None, :].astype(np.float64) + dt * float(self.scale_) * self.direction_[None, :]
+
+    @property
+    def rate_per_year(self) -> float:
+        self.check_fitted()
+        return float(self.scale_) * DAYS_PER_YEAR

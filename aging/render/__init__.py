@@ -1,0 +1,1 @@
+"""Rendering: charts of errors, and (with a generator) latents -> frames -> GIF/MP4."""

@@ -1,0 +1,118 @@
+"""Charts (matplotlib, Agg backend): errors vs age, model comparisons, linearity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aging.ages import DAYS_PER_YEAR
+
+STYLE = {"start": dict(color="0.45", ls="--"), "mean": dict(color="0.2", ls=":"),
+         "truth": dict(color="tab:green", ls="-.")}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def binned(ages_days: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None,
+           bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean of ``values`` in ``bins`` equal-width age bins: (centres in years, means)."""
+    ages = np.asarray(ages_days, dtype=np.float64) / DAYS_PER_YEAR
+    values = np.asarray(values, dtype=np.float64)
+    w = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(ages) == 0:
+        return ages, values
+    nb = int(max(1, min(bins, len(np.unique(ages)))))
+    edges = np.linspace(ages.min(), ages.max() + 1e-9, nb + 1)
+    idx = np.clip(np.digitize(ages, edges) - 1, 0, nb - 1)
+    ws = np.bincount(idx, weights=w, minlength=nb)
+    vs = np.bincount(idx, weights=w * values, minlength=nb)
+    ok = ws > 0
+    return ((edges[:-1] + edges[1:]) / 2)[ok], vs[ok] / ws[ok]
+
+
+def plot_error_vs_age(series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                      references: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                      path: str | Path, *, title: str = "", bins: int = 30) -> Path:
+    """One line per model and per reference: MSE per component vs target age (years).
+
+    Each entry is ``(target_ages_days, mse, pair_counts)`` as in ``error_vs_age.csv``.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    for name, (ages, err, w) in references.items():
+        if err is None:
+            continue
+        x, y = binned(ages, err, w, bins)
+        ax.plot(x, y, label=f"baseline: {name}", lw=1.5, **STYLE.get(name, {}))
+    for name, (ages, err, w) in series.items():
+        x, y = binned(ages, err, w, bins)
+        ax.plot(x, y, label=name, lw=1.8)
+    ax.set_xlabel("target age (years)")
+    ax.set_ylabel("MSE per latent component")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison_bars(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
+    """Horizontal bars of test MSE per model, each with its own baselines marked on its bar."""
+    plt = _plt()
+    names = [r["name"] for r in rows]
+    vals = [r["test_mse"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5), dpi=110)
+    ax.barh(names, vals, color="tab:blue", alpha=0.8, label="model")
+    markers = {"start": ("0.45", "|"), "mean": ("0.1", "|"), "truth": ("tab:green", "|")}
+    for ref, (color, marker) in markers.items():
+        ys = [i for i, r in enumerate(rows) if r.get(f"{ref}_test_mse") is not None]
+        xs = [rows[i][f"{ref}_test_mse"] for i in ys]
+        if xs:
+            ax.scatter(xs, ys, marker=marker, s=400, linewidths=2.5, color=color, zorder=3,
+                       label=f"baseline: {ref} (same test pairs)")
+    ax.invert_yaxis()
+    ax.set_xlabel("test MSE per latent component")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_linearity(result: dict, path: str | Path) -> Path:
+    """Two panels: distance from the anchor line vs age; sorted per-component step variances."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    years = result["ages"] / DAYS_PER_YEAR
+    a1.plot(years, result["distances"], ".", ms=3)
+    i, j = result["anchors"]
+    a1.plot(years[[i, j]], result["distances"][[i, j]], "o", color="tab:red", label="anchors")
+    a1.set_xlabel("age (years)")
+    a1.set_ylabel("distance from the anchor line (RMS per component)")
+    a1.set_title(f"{result['subject']}: distance from the line through two photos")
+    a1.legend(fontsize=8)
+    a1.grid(alpha=0.3)
+    v = np.sort(result["step_variances"])
+    a2.semilogy(np.arange(1, len(v) + 1), v)
+    a2.set_xlabel("component (sorted by step variance)")
+    a2.set_ylabel("variance of per-day steps")
+    a2.set_title("step-variance spectrum")
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

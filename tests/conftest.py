@@ -1,0 +1,40 @@
+"""Shared fixtures: small synthetic latent datasets (fast) and the path of ../shared/fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aging.synthetic import SynthConfig, generate, write_dataset
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def small_config(**kw) -> SynthConfig:
+    """3 subjects x 60 photos of (4, 32) latents: the shape of W+ in miniature."""
+    base = dict(subjects=3, photos=60, shape=(4, 32), seed=0)
+    base.update(kw)
+    return SynthConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def small_ds():
+    ds, _ = generate(small_config())
+    return ds
+
+
+@pytest.fixture(scope="session")
+def small_dir(tmp_path_factory):
+    ds, truth = generate(small_config())
+    out = tmp_path_factory.mktemp("synth")
+    write_dataset(ds, truth, out)
+    return out
+
+
+def write_subject(folder: Path, ages, shape=(2, 3), seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for a in ages:
+        np.save(folder / f"{a}.npy", rng.standard_normal(shape).astype(np.float32))
