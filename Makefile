@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench clean
+.PHONY: help install demo test bench study clean
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,14 @@ demo: $(STAMP) ## Offline demo on synthetic latents -> runs/demo/ (summary.md, c
 
 test: $(STAMP) ## Run the test suite (pytest)
 	$(BIN)/python -m pytest
+
+# The study's model comparison. DATA is any latent dataset (encoded photos, the study's published
+# latents); by default a synthetic one is made first.
+DATA ?= data/synth
+study: $(STAMP) ## The study's model comparison (configs/experiments/study.toml) on DATA -> runs/study/
+	@test -d $(DATA) || $(BIN)/aging synth $(DATA)
+	$(BIN)/python scripts/latent_stats.py $(DATA)
+	$(BIN)/aging evaluate $(DATA) --experiment study -o runs/study
 
 bench: $(STAMP) ## Benchmarks of the age models -> benchmarks/results/*.json
 	$(BIN)/python benchmarks/bench_models.py --json benchmarks/results/models.json

@@ -220,6 +220,33 @@ def _jsonable(obj):
 # ---------------------------------------------------------------------------------------------
 
 
+def explained_variance(ds: LatentDataset) -> float:
+    """Fraction of the within-subject latent variance explained by a per-subject linear age fit."""
+    total, resid = 0.0, 0.0
+    for s in ds.subjects:
+        x = s.latents.reshape(len(s), -1).astype(np.float64)
+        a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
+        xc = x - x.mean(0)
+        slope = a @ xc / (a @ a)
+        total += float((xc**2).sum())
+        resid += float(((xc - a[:, None] * slope[None, :]) ** 2).sum())
+    return 1.0 - resid / total
+
+
+def lag1_autocorrelation(ds: LatentDataset) -> float:
+    """Mean lag-1 autocorrelation of the residuals of a per-subject linear age fit."""
+    vals = []
+    for s in ds.subjects:
+        x = s.latents.reshape(len(s), -1).astype(np.float64)
+        a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
+        xc = x - x.mean(0)
+        r = xc - a[:, None] * (a @ xc / (a @ a))[None, :]
+        num = (r[1:] * r[:-1]).sum(0)
+        den = (r**2).sum(0)
+        vals.append(np.mean(num / np.maximum(den, 1e-12)))
+    return float(np.mean(vals))
+
+
 def line_distances(latents: np.ndarray, i: int, j: int) -> np.ndarray:
     """Distance of every latent from the line through latents ``i`` and ``j``: ``[n]``.
 

@@ -1,7 +1,8 @@
 import numpy as np
 
 from aging.latents import LatentDataset
-from aging.synthetic import SynthConfig, explained_variance, generate, lag1_autocorrelation
+from aging.evaluate import explained_variance, lag1_autocorrelation
+from aging.synthetic import SynthConfig, generate
 from tests.conftest import small_config
 
 
@@ -31,3 +32,19 @@ def test_seed_determines_the_data():
     c, _ = generate(small_config(seed=2))
     np.testing.assert_array_equal(a.latents_flat, b.latents_flat)
     assert not np.allclose(a.latents_flat, c.latents_flat)
+
+
+def test_latent_stats_script(small_dir, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "latent_stats.py"
+    spec = importlib.util.spec_from_file_location("latent_stats", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(small_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("subject0") == 3
+    rows = mod.describe(LatentDataset.load(small_dir))
+    assert all(0 < r["trend_explained"] < 0.5 for r in rows)
+    assert mod.main([str(small_dir / "nope")]) == 1

@@ -69,7 +69,8 @@ def synth(out, subjects, photos, shape, noise, trend, age_fraction, curvature, s
       aging synth data/synth
       aging synth data/synth-small --subjects 2 --photos 50 --shape 4,16 --noise 0.2
     """
-    from aging.synthetic import SynthConfig, explained_variance, generate, lag1_autocorrelation, write_dataset
+    from aging.evaluate import explained_variance, lag1_autocorrelation
+    from aging.synthetic import SynthConfig, generate, write_dataset
 
     if out.exists() and any(out.iterdir()) and not force:
         raise click.ClickException(f"{out}: already exists and is not empty (use --force to overwrite)")
@@ -253,7 +254,8 @@ def demo(out, subjects, photos, seed, experiment, force, quiet):
     """
     from aging.experiments import ExperimentError, load_experiment, run_experiment
     from aging.latents import LatentDataset
-    from aging.synthetic import SynthConfig, explained_variance, generate, write_dataset
+    from aging.evaluate import explained_variance
+    from aging.synthetic import SynthConfig, generate, write_dataset
 
     t0 = time.perf_counter()
     try:

@@ -12,6 +12,7 @@ Models save to a directory as ``model.json`` (name, hyper-parameters, shapes) pl
 
 from __future__ import annotations
 
+import abc
 import inspect
 import json
 import os
@@ -37,7 +38,7 @@ def register(cls: type["AgeModel"]) -> type["AgeModel"]:
     return cls
 
 
-class AgeModel:
+class AgeModel(abc.ABC):
     """Base class: parameter handling, shape checks, save/load."""
 
     name: ClassVar[str] = ""
@@ -67,12 +68,13 @@ class AgeModel:
         return f"{type(self).__name__}({args})"
 
     # -- fitting / predicting ----------------------------------------------------------------
-    def fit(self, pairs) -> "AgeModel":  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def fit(self, pairs) -> "AgeModel":
+        """Learn from a :class:`~aging.latents.PairSet`; return ``self``."""
 
+    @abc.abstractmethod
     def _predict_flat(self, start: np.ndarray, start_age: float, target_ages: np.ndarray) -> np.ndarray:
-        """``start [D]``, ages in days -> ``[T, D]``. Subclasses implement this."""
-        raise NotImplementedError  # pragma: no cover - abstract
+        """``start [D]``, ages in days -> ``[T, D]``."""
 
     def _begin_fit(self, pairs) -> None:
         if len(pairs) == 0:

@@ -17,6 +17,7 @@ and the same minimum-norm solution, in ``U + 2`` unknowns instead of ``D + 2``. 
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,8 +167,9 @@ class _PairRegression(AgeModel):
     _state_arrays = ("in_comps_", "out_comps_", "mu_in_", "basis_", "coef_", "intercept_", "ages_")
     _offset = True
 
+    @abc.abstractmethod
     def _components(self, pairs) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """(input components, output components) as sorted flat indices."""
 
     def _alpha(self, pairs, stats_fn) -> float:
         return 0.0
