@@ -82,7 +82,8 @@ def subject_means(pairs: PairSet) -> dict[int, np.ndarray]:
             for seq in pairs.sequences()}
 
 
-def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = None) -> PairErrors:
+def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = None, *,
+                progress: bool = False, desc: str = "evaluate") -> PairErrors:
     """Errors of ``model`` and the references on every pair.
 
     Pairs are grouped by start photo, so that ``model.predict`` runs once per start with all its
@@ -95,8 +96,12 @@ def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = Non
     sq = np.einsum("ij,ij->i", lat, lat, dtype=np.float64)  # [N] |l|^2
     err = np.empty(len(pairs))
     ref_start = np.empty(len(pairs))
+    from tqdm.auto import tqdm
+
     starts, groups = pairs.by_start()
-    for s, idx in zip(starts, groups):
+    bar = tqdm(zip(starts, groups), total=len(starts), desc=desc, unit="start", leave=False,
+               disable=None if progress and len(pairs) > 20000 else True)
+    for s, idx in bar:
         targets = pairs.target[idx]
         truth = lat[targets]  # [T, D]
         pred = model.predict(lat[s], ds.ages[s], ds.ages[targets]).reshape(len(idx), dim)
@@ -159,8 +164,8 @@ def evaluate(
         model = make().fit(fold.train)
         t1 = time.perf_counter()
         means = subject_means(fold.train)
-        tr = pair_errors(model, fold.train, means)
-        te = pair_errors(model, fold.test, means)
+        tr = pair_errors(model, fold.train, means, progress=progress, desc="train errors")
+        te = pair_errors(model, fold.test, means, progress=progress, desc="test errors")
         t2 = time.perf_counter()
         fit_seconds += t1 - t0
         eval_seconds += t2 - t1

@@ -40,6 +40,10 @@ class PairStats:
     yy: float  # sum ||y||^2
     n: int  # number of pairs
 
+    def __add__(self, other: "PairStats") -> "PairStats":
+        return PairStats(self.zz + other.zz, self.zy + other.zy, self.z + other.z,
+                         self.y + other.y, self.yy + other.yy, self.n + other.n)
+
     def __sub__(self, other: "PairStats") -> "PairStats":
         return PairStats(self.zz - other.zz, self.zy - other.zy, self.z - other.z,
                          self.y - other.y, self.yy - other.yy, self.n - other.n)
@@ -171,8 +175,9 @@ class _PairRegression(AgeModel):
     def _components(self, pairs) -> tuple[np.ndarray, np.ndarray]:
         """(input components, output components) as sorted flat indices."""
 
-    def _alpha(self, pairs, stats_fn) -> float:
-        return 0.0
+    def _alpha(self, pairs, stats_fn) -> tuple[float, PairStats | None]:
+        """The penalty, and the statistics of all pairs when computing it produced them."""
+        return 0.0, None
 
     def fit(self, pairs):
         self._begin_fit(pairs)
@@ -191,8 +196,8 @@ class _PairRegression(AgeModel):
             return pair_statistics(pairs, index, feats, rows, out_comps, offset=self._offset,
                                    age_mean=age_mean, age_scale=age_scale)
 
-        alpha = self._alpha(pairs, stats_fn)
-        coef, intercept = solve(stats_fn(np.arange(len(pairs))), alpha)
+        alpha, total = self._alpha(pairs, stats_fn)
+        coef, intercept = solve(total if total is not None else stats_fn(np.arange(len(pairs))), alpha)
         self.in_comps_ = in_comps.astype(np.int64)
         self.out_comps_ = out_comps.astype(np.int64)
         self.mu_in_ = basis.mu.astype(np.float32)
@@ -308,8 +313,7 @@ class RidgeRegression(OffsetRegression):
         fold_stats = [stats_fn(np.nonzero(fold_of == f)[0]) for f in range(n_folds)]
         total = fold_stats[0]
         for fs in fold_stats[1:]:
-            total = PairStats(total.zz + fs.zz, total.zy + fs.zy, total.z + fs.z, total.y + fs.y,
-                              total.yy + fs.yy, total.n + fs.n)
+            total = total + fs
         scores = np.zeros(len(alphas))
         for fs in fold_stats:
             train = total - fs
@@ -319,4 +323,4 @@ class RidgeRegression(OffsetRegression):
         scores /= total.n * max(len(fold_stats[0].y), 1)
         self.cv_scores_ = scores
         self.alpha_ = np.float64(alphas[int(np.argmin(scores))])
-        return float(self.alpha_)
+        return float(self.alpha_), total
