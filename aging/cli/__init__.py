@@ -23,7 +23,9 @@ def main():
       aging encode    aligned faces -> W+ latents                (data/<subject>/latents)
       aging train     latent dataset -> age model + metrics      (runs/<name>)
       aging evaluate  experiments: many models, one comparison table and chart
-      aging render    model + latent -> aging GIF/MP4
+      aging render    model + latent -> aging GIF/MP4 (real | generated)
+      aging mix       style mixing of two faces;  aging morph: morph between two faces
+      aging weights   list / download / convert StyleGAN2 checkpoints
     \b
     Offline, on synthetic latents:
       aging synth data/synth --subjects 3 --photos 200
@@ -32,10 +34,11 @@ def main():
 
 
 def _register() -> None:
-    from aging.cli import models as _models
+    from aging.cli import models, render, weights
 
-    for cmd in _models.COMMANDS:
-        main.add_command(cmd)
+    for module in (models, weights, render):
+        for cmd in module.COMMANDS:
+            main.add_command(cmd)
 
 
 _register()

@@ -1,0 +1,270 @@
+"""Latents -> frames -> GIF / MP4.
+
+Frames are produced batch by batch from the generator and written as they come: the MP4 is
+streamed to ffmpeg (imageio-ffmpeg), and the GIF keeps only palette-indexed frames (one byte
+per pixel) until it is written, so a long video never holds its RGB frames in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+
+class RenderError(ValueError):
+    """Bad render input: latent shape, missing photos, output format."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator -> frames
+# ---------------------------------------------------------------------------------------------
+
+
+def check_ws(ws: np.ndarray, G, what: str = "latent") -> np.ndarray:
+    """Accept ``[num_ws, w_dim]``, ``[w_dim]`` (W, broadcast) or a batch ``[N, num_ws, w_dim]``;
+    return ``[N, num_ws, w_dim]`` float32, or raise a one-line :class:`RenderError`."""
+    ws = np.asarray(ws, dtype=np.float32)
+    want = (G.num_ws, G.w_dim)
+    if ws.shape == (G.w_dim,):
+        ws = np.broadcast_to(ws, want)
+    if ws.shape == want:
+        ws = ws[None]
+    if ws.ndim != 3 or ws.shape[1:] != want:
+        raise RenderError(f"{what}: wrong latent shape {tuple(ws.shape)}; the generator takes {want} "
+                          f"(W+, num_ws x w_dim) or ({G.w_dim},) (W)")
+    if not np.all(np.isfinite(ws)):
+        raise RenderError(f"{what}: latent contains NaN or inf")
+    return np.ascontiguousarray(ws)
+
+
+def load_latent(path: str | Path, G) -> np.ndarray:
+    """Load one latent ``.npy`` for ``G`` -> ``[num_ws, w_dim]``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RenderError(f"{path}: no such latent file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise RenderError(f"{path}: unreadable latent ({exc.__class__.__name__})") from None
+    ws = check_ws(arr, G, str(path))
+    if len(ws) != 1:
+        raise RenderError(f"{path}: holds {len(ws)} latents, expected one")
+    return ws[0]
+
+
+def to_uint8(images) -> np.ndarray:
+    """Generator output ``[N, 3, R, R]`` (about [-1, 1]) -> ``[N, R, R, 3]`` uint8."""
+    import torch
+
+    x = (images.float() * 127.5 + 128.0).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def decode(G, ws: np.ndarray, *, batch: int = 8, size: int | None = None, noise_mode: str = "const",
+           fp16: bool = False, progress: bool = False, desc: str = "decode") -> Iterator[np.ndarray]:
+    """Yield one ``[size, size, 3]`` uint8 frame per latent of ``ws [N, num_ws, w_dim]``."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    ws = check_ws(ws, G)
+    device = next(G.parameters()).device
+    bar = tqdm(total=len(ws), desc=desc, unit="frame", disable=None if progress else True, leave=False)
+    with torch.no_grad():
+        for i in range(0, len(ws), batch):
+            w = torch.from_numpy(ws[i:i + batch]).to(device)
+            kw = {"fp16": True} if fp16 else {}
+            img = G.synthesis(w, noise_mode=noise_mode, **kw)  # [B, 3, R, R]
+            if size is not None and size != img.shape[-1]:
+                img = F.interpolate(img.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                    antialias=size < img.shape[-1])
+            yield from to_uint8(img)
+            bar.update(len(w))
+    bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame composition
+# ---------------------------------------------------------------------------------------------
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in a dark band at the bottom of ``frame [H, W, 3]`` (new array)."""
+    from PIL import Image, ImageDraw
+
+    h, w = frame.shape[:2]
+    band = max(12, h // 12)
+    im = Image.fromarray(np.ascontiguousarray(frame))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle([0, h - band, w, h], fill=(0, 0, 0))
+    draw.text((w // 2, h - band // 2), text, fill=(255, 255, 255), font=_font(int(band * 0.8)), anchor="mm")
+    return np.asarray(im)
+
+
+def side_by_side(*frames: np.ndarray, gap: int = 4) -> np.ndarray:
+    """Frames of one height next to each other, separated by a black gap."""
+    h = frames[0].shape[0]
+    parts = []
+    for k, f in enumerate(frames):
+        if f.shape[0] != h:
+            raise RenderError("side_by_side: frames of different heights")
+        if k:
+            parts.append(np.zeros((h, gap, 3), np.uint8))
+        parts.append(f)
+    return np.concatenate(parts, axis=1)
+
+
+def grid(frames: Sequence[np.ndarray], cols: int, gap: int = 4) -> np.ndarray:
+    """Frames of one size in a grid of ``cols`` columns."""
+    h, w = frames[0].shape[:2]
+    rows = int(np.ceil(len(frames) / cols))
+    out = np.zeros((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), np.uint8)
+    for k, f in enumerate(frames):
+        r, c = divmod(k, cols)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = f
+    return out
+
+
+def read_photo(path: str | Path, size: int) -> np.ndarray:
+    """An aligned photo as ``[size, size, 3]`` uint8."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((size, size), Image.LANCZOS))
+
+
+def subject_photos(folder: str | Path) -> tuple[np.ndarray, list[Path]]:
+    """A subject's aligned photos (``<folder>/aligned/<age_days>.png|jpg``, or the folder itself):
+    (ages [n] sorted, paths)."""
+    folder = Path(folder)
+    src = folder / "aligned" if (folder / "aligned").is_dir() else folder
+    found = {}
+    for p in src.iterdir() if src.is_dir() else []:
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.stem.isdigit():
+            found[int(p.stem)] = p
+    if not found:
+        raise RenderError(f"{src}: no aligned photos named <age_days>.png")
+    ages = np.array(sorted(found), dtype=np.int64)
+    return ages, [found[a] for a in ages]
+
+
+def nearest(ages: np.ndarray, query: Iterable[int]) -> np.ndarray:
+    """Index of the age in sorted ``ages`` nearest to each query age."""
+    q = np.asarray(list(query), dtype=np.int64)
+    i = np.clip(np.searchsorted(ages, q), 1, len(ages) - 1) if len(ages) > 1 else np.zeros(len(q), int)
+    if len(ages) > 1:
+        left = ages[i - 1]
+        i = np.where(np.abs(q - left) <= np.abs(ages[i] - q), i - 1, i)
+    return i
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------------------
+
+
+class VideoWriter:
+    """Write frames to ``path.gif`` and/or ``path.mp4`` as they come (context manager).
+
+    The MP4 (H.264, yuv420p) streams to ffmpeg; the GIF keeps palette-indexed frames and is
+    written on close. Both are written to temporary names and renamed at the end, so an
+    interrupted render leaves no half-written file.
+    """
+
+    def __init__(self, path: str | Path, *, fps: float = 10.0, formats: Sequence[str] = ("gif", "mp4"),
+                 loop: int = 0):
+        self.base = Path(path).with_suffix("")
+        self.fps = float(fps)
+        self.formats = tuple(formats)
+        bad = [f for f in self.formats if f not in ("gif", "mp4")]
+        if bad or not self.formats:
+            raise RenderError(f"unknown output format {bad[0] if bad else '(none)'} (use gif, mp4)")
+        self.loop = loop
+        self.count = 0
+        self._gif_frames = []
+        self._mp4 = None
+        self._size = None
+        self.paths = {f: self.base.with_suffix(f".{f}") for f in self.formats}
+        self._tmp = {f: p.with_name(f".{p.stem}.part.{f}") for f, p in self.paths.items()}
+
+    def __enter__(self):
+        self.base.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        from PIL import Image
+
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if self._size is None:
+            self._size = frame.shape[:2]
+            if "mp4" in self.formats:
+                import imageio_ffmpeg
+
+                h, w = self._size
+                self._mp4 = imageio_ffmpeg.write_frames(
+                    str(self._tmp["mp4"]), (w, h), fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
+                    macro_block_size=2, quality=7, ffmpeg_log_level="error",
+                    output_params=["-movflags", "+faststart"])
+                self._mp4.send(None)
+        elif frame.shape[:2] != self._size:
+            raise RenderError(f"frame {self.count}: size {frame.shape[:2]} differs from {self._size}")
+        if self._mp4 is not None:
+            self._mp4.send(frame if frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0 else _even(frame))
+        if "gif" in self.formats:
+            self._gif_frames.append(Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT))
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._mp4 is not None:
+            self._mp4.close()
+        try:
+            if exc_type is not None:
+                return False
+            if self.count == 0:
+                raise RenderError("no frames to write")
+            if "gif" in self.formats:
+                first, rest = self._gif_frames[0], self._gif_frames[1:]
+                first.save(self._tmp["gif"], format="GIF", save_all=True, append_images=rest,
+                           duration=int(round(1000 / self.fps)), loop=self.loop, optimize=False, disposal=1)
+            for f in self.formats:
+                os.replace(self._tmp[f], self.paths[f])
+        finally:
+            self._gif_frames = []
+            for t in self._tmp.values():
+                if t.exists():
+                    t.unlink()
+        return False
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+
+
+def read_video_frames(path: str | Path) -> list[np.ndarray]:
+    """All frames of a GIF or MP4 as uint8 arrays (for tests and checks)."""
+    path = Path(path)
+    if path.suffix.lower() == ".gif":
+        from PIL import Image, ImageSequence
+
+        with Image.open(path) as im:
+            return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = gen.__next__()
+    w, h = meta["size"]
+    return [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen]

@@ -1,0 +1,73 @@
+"""The StyleGAN2 decoder: generator network, safe checkpoint loaders, known public weights.
+
+``from aging.stylegan import load_generator`` is the entry point::
+
+    G = load_generator("stylegan2-ffhq-1024", device="cuda")   # registry name (downloaded) or path
+    ws = G.mapping(z, truncation_psi=0.7)                      # [N, num_ws, w_dim]
+    img = G.synthesis(ws, noise_mode="const")                  # [N, 3, R, R], about [-1, 1]
+
+torch is imported on first use of a torch-based name, so ``aging.stylegan.weights`` (the
+registry and downloader) works without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Generator": "aging.stylegan.networks",
+    "MappingNetwork": "aging.stylegan.networks",
+    "SynthesisNetwork": "aging.stylegan.networks",
+    "CheckpointError": "aging.stylegan.checkpoints",
+    "load_checkpoint": "aging.stylegan.checkpoints",
+    "save_generator": "aging.stylegan.checkpoints",
+    "REGISTRY": "aging.stylegan.weights",
+    "WeightsError": "aging.stylegan.weights",
+    "download": "aging.stylegan.weights",
+    "resolve_generator": "aging.stylegan.weights",
+}
+
+__all__ = ["load_generator", *_LAZY]
+
+
+def load_generator(path_or_name, device="cpu", *, entry: str = "G_ema"):
+    """Load a StyleGAN2 generator for inference.
+
+    Parameters
+    ----------
+    path_or_name : str or path-like
+        An NVIDIA network pickle, a checkpoint in the project's format (directory or ``.pt`` /
+        ``.json``), or the name of a registry checkpoint already downloaded with
+        ``aging weights download NAME``. Nothing is downloaded here.
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"`` (CUDA when available).
+    entry : str
+        For network pickles, the entry to read (``G_ema``).
+
+    Returns
+    -------
+    Generator
+        float32, in eval mode, with ``requires_grad`` off on every parameter.
+
+    Raises
+    ------
+    aging.stylegan.weights.WeightsError
+        Unknown name, or a registry checkpoint that has not been downloaded.
+    aging.stylegan.checkpoints.CheckpointError
+        The file is unsafe, of unknown format, or does not fit a StyleGAN2 generator.
+    """
+    import torch
+
+    from aging.stylegan.checkpoints import load_checkpoint
+    from aging.stylegan.weights import resolve_generator
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    G = load_checkpoint(resolve_generator(path_or_name), entry=entry)
+    return G.eval().requires_grad_(False).to(device)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aging.stylegan' has no attribute {name!r}")

@@ -1,0 +1,197 @@
+"""Benchmark the StyleGAN2 synthesis network (random weights in the FFHQ configuration).
+
+Random weights cost the same as trained ones. For each batch size it times the synthesis
+forward pass (W+ -> images, constant noise) and reports ms/batch, images/s and peak memory
+(CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak resident set, which only
+grows). With ``--fp16`` it also times the half-precision path (CUDA only: the
+``--num-fp16-res`` highest resolutions in float16) and reports its max abs difference from
+float32 on the same latents (so does ``--compile``, against the eager network).
+
+Examples::
+
+    python benchmarks/bench_generator.py --device cpu --resolution 256 --batches 1,8
+    python benchmarks/bench_generator.py --device cuda --resolution 1024 --batches 1,8,32 --fp16 \\
+        --render 500 --json benchmarks/results/h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from aging.stylegan.networks import Generator  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--resolution", type=int, default=1024, help="Output resolution (power of two).")
+    p.add_argument("--batches", default="1,8,32", help="Comma-separated batch sizes.")
+    p.add_argument("--fp16", action="store_true", help="Also time the half-precision path (CUDA).")
+    p.add_argument("--num-fp16-res", type=int, default=4,
+                   help="Highest resolutions run in float16 with --fp16 (FFHQ default 4).")
+    p.add_argument("--compile", action="store_true", help="torch.compile the synthesis network.")
+    p.add_argument("--modconv", choices=["auto", "fused", "batched"], default="auto",
+                   help="Modulated convolution: grouped per sample, shared across the batch, or the default rule.")
+    p.add_argument("--iters", type=int, default=5, help="Timed iterations per setting.")
+    p.add_argument("--warmup", type=int, default=2, help="Untimed iterations per setting.")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render", type=int, default=0, metavar="FRAMES",
+                   help="Also time a whole render: FRAMES latents -> captioned --render-size GIF (aging.render).")
+    p.add_argument("--render-size", type=int, default=256)
+    p.add_argument("--render-batch", type=int, default=0, help="Decode batch of the render (0: the largest --batches).")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="Write the results as JSON.")
+    return p.parse_args(argv)
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak memory in bytes since the last reset (CUDA) or of the process so far (CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_synthesis(synth, ws, *, fp16: bool, fused, iters: int, warmup: int, device) -> tuple[float, torch.Tensor]:
+    """Mean seconds per call of ``synth(ws)`` and the last output."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            img = synth(ws, "const", fp16=fp16, fused_modconv=fused)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            img = synth(ws, "const", fp16=fp16, fused_modconv=fused)
+        sync(device)
+    return (time.perf_counter() - t0) / iters, img
+
+
+def time_render(G, *, frames: int, size: int, batch: int, fp16: bool, seed: int) -> dict:
+    """Wall time of ``aging render``'s path: decode in batches, resize, caption, write a GIF."""
+    import tempfile
+
+    import numpy as np
+
+    from aging.render.video import VideoWriter, caption, decode
+
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(frames, G.z_dim, generator=gen).to(device), truncation_psi=0.7).cpu().numpy()
+    list(decode(G, ws[:batch], batch=batch, size=size, fp16=fp16))  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        with VideoWriter(Path(tmp) / "render.gif", fps=25, formats=("gif",)) as writer:
+            for k, frame in enumerate(decode(G, ws, batch=batch, size=size, fp16=fp16)):
+                writer.write(caption(frame, f"frame {k}"))
+        seconds = time.perf_counter() - t0
+        gif_mb = (Path(tmp) / "render.gif").stat().st_size / 2 ** 20
+    return {"frames": frames, "size": size, "batch": batch, "fp16": fp16, "seconds": round(seconds, 3),
+            "frames_per_s": round(frames / seconds, 2), "gif_mb": round(gif_mb, 2)}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            sys.exit("--device cuda: no CUDA device available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    fused = {"auto": None, "fused": True, "batched": False}[args.modconv]
+
+    torch.manual_seed(args.seed)
+    G = Generator(z_dim=512, w_dim=512, img_resolution=args.resolution, img_channels=3, mapping_layers=8,
+                  channel_base=32768, channel_max=512, num_fp16_res=args.num_fp16_res, conv_clamp=256)
+    G = G.eval().requires_grad_(False).to(device)
+    synth = G.synthesis
+    if args.compile:
+        synth = torch.compile(G.synthesis)
+    n_params = sum(p.numel() for p in G.parameters())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"generator {args.resolution} px, num_ws {G.num_ws}, {n_params / 1e6:.1f} M parameters, "
+          f"modconv {args.modconv}, compile {args.compile}")
+    if args.fp16 and device.type != "cuda":
+        print("note: the half-precision path runs only on CUDA; --fp16 is skipped on CPU")
+
+    results = []
+    for batch in batches:
+        gen = torch.Generator().manual_seed(args.seed + batch)
+        z = torch.randn(batch, G.z_dim, generator=gen).to(device)
+        with torch.no_grad():
+            ws = G.mapping(z, truncation_psi=0.7)  # [N, num_ws, w_dim]
+        halves = [False, True] if args.fp16 and device.type == "cuda" else [False]
+        ref = None  # eager float32 images, the reference of the fp16 and compiled paths
+        if args.compile or len(halves) > 1:
+            with torch.no_grad():
+                ref = G.synthesis(ws, "const", fused_modconv=fused).float()
+        for half in halves:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                sec, img = time_synthesis(synth, ws, fp16=half, fused=fused, iters=args.iters,
+                                          warmup=args.warmup, device=device)
+            except torch.cuda.OutOfMemoryError:
+                print(f"batch {batch:>3} {'fp16' if half else 'fp32'}: out of memory")
+                continue
+            row = {
+                "batch": batch,
+                "precision": "fp16" if half else "fp32",
+                "ms_per_batch": round(sec * 1e3, 3),
+                "images_per_s": round(batch / sec, 3),
+                "peak_memory_mb": round(peak_memory(device) / 2 ** 20, 1),
+            }
+            if ref is not None:
+                row["max_abs_diff_vs_fp32"] = float((img.float() - ref).abs().max())
+            results.append(row)
+            extra = f", max abs diff vs eager fp32 {row['max_abs_diff_vs_fp32']:.4g}" if ref is not None else ""
+            print(f"batch {batch:>3} {row['precision']}: {row['ms_per_batch']:9.2f} ms/batch "
+                  f"{row['images_per_s']:9.2f} images/s  peak memory {row['peak_memory_mb']:.0f} MB{extra}")
+
+    render = None
+    if args.render:
+        render = time_render(G, frames=args.render, size=args.render_size,
+                             batch=args.render_batch or max(batches), fp16=args.fp16 and device.type == "cuda",
+                             seed=args.seed)
+        print(f"render {render['frames']} frames -> {render['size']} px GIF (batch {render['batch']}, "
+              f"{'fp16' if render['fp16'] else 'fp32'}): {render['seconds']:.2f} s, "
+              f"{render['frames_per_s']:.1f} frames/s")
+
+    report = {
+        "device": str(device), "device_name": name, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "resolution": args.resolution, "num_ws": G.num_ws,
+        "config": G.config, "compile": args.compile, "modconv": args.modconv, "iters": args.iters,
+        "warmup": args.warmup, "peak_memory_note": ("torch.cuda.max_memory_allocated per setting"
+                                                    if device.type == "cuda" else
+                                                    "process peak RSS (ru_maxrss), cumulative"),
+        "results": results,
+        "render": render,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

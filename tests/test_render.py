@@ -1,0 +1,194 @@
+"""Render stage: latents -> frames -> GIF/MP4, style mixing, morphing (tiny generators, CPU)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from aging.cli import main
+from aging.render.edits import layer_presets, lerp, mix, morph_ws, parse_layers, slerp
+from aging.render.video import RenderError, VideoWriter, check_ws, decode, nearest, read_video_frames
+from aging.stylegan import Generator
+from aging.stylegan.checkpoints import save_generator
+from aging.synthetic import SynthConfig, generate, write_dataset
+
+
+def tiny_generator(seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        G = Generator(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=256, channel_max=16)
+        for name, buf in G.named_buffers():
+            if name.endswith("noise_const"):
+                buf.copy_(torch.randn_like(buf))
+        # trained generators' images are about [-1, 1]: scale the toRGB weights so frames vary
+        for name, p in G.named_parameters():
+            if "torgb" in name and name.endswith("weight"):
+                p.data *= 5.0
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def gen_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gen") / "tiny"
+    save_generator(tiny_generator(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, gen_path):
+    """A synthetic latent dataset shaped for the tiny generator, aligned 'photos' and a model."""
+    G = tiny_generator()
+    root = tmp_path_factory.mktemp("world")
+    ds, truth = generate(SynthConfig(subjects=2, photos=12, shape=(G.num_ws, G.w_dim), noise=0.1, seed=1))
+    write_dataset(ds, truth, root / "data")
+    # real photos of subject00: decode its latents, as if they were the aligned photos
+    aligned = root / "data" / "subject00" / "aligned"
+    aligned.mkdir()
+    s = ds.subjects[0]
+    for age, frame in zip(s.ages, decode(G, s.latents, size=32)):
+        Image.fromarray(frame).save(aligned / f"{age}.png")
+    r = CliRunner().invoke(main, ["train", str(root / "data"), "--model", "direction", "-o", str(root / "run"), "-q"])
+    assert r.exit_code == 0, r.output
+    return root, ds
+
+
+def test_decode_shapes_and_size():
+    G = tiny_generator()
+    ws = np.random.default_rng(0).standard_normal((5, G.num_ws, G.w_dim)).astype(np.float32)
+    frames = list(decode(G, ws, batch=2))
+    assert len(frames) == 5 and frames[0].shape == (16, 16, 3) and frames[0].dtype == np.uint8
+    small = list(decode(G, ws[:1], size=8))
+    assert small[0].shape == (8, 8, 3)
+    # batching does not change the result
+    np.testing.assert_array_equal(np.stack(list(decode(G, ws, batch=5))), np.stack(frames))
+    with pytest.raises(RenderError, match="wrong latent shape"):
+        check_ws(np.zeros((3, 7)), G)
+    assert check_ws(np.zeros(G.w_dim), G).shape == (1, G.num_ws, G.w_dim)  # W broadcast to W+
+
+
+def test_writer_gif_and_mp4(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (24, 40, 3), dtype=np.uint8) for _ in range(7)]
+    with VideoWriter(tmp_path / "v.gif", fps=5) as w:
+        for f in frames:
+            w.write(f)
+    gif, mp4 = read_video_frames(tmp_path / "v.gif"), read_video_frames(tmp_path / "v.mp4")
+    assert len(gif) == 7 and gif[0].shape == (24, 40, 3)
+    assert len(mp4) == 7 and mp4[0].shape == (24, 40, 3)
+    assert not list(tmp_path.glob(".*part*"))  # temporary files are gone
+    # an interrupted render leaves no output behind
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(tmp_path / "x.gif", fps=5) as w:
+            w.write(frames[0])
+            raise KeyboardInterrupt
+    assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x*"))
+
+
+def test_render_model_side_by_side(world, gen_path, tmp_path):
+    root, ds = world
+    s = ds.subjects[0]
+    src = root / "data" / "subject00" / f"{s.ages[0]}.npy"
+    out = tmp_path / "age.gif"
+    r = CliRunner().invoke(main, ["render", "--model", str(root / "run"), "-g", str(gen_path), "--source", str(src),
+                                  "--ages", f"{s.ages[0]}:{s.ages[-1]}:20", "--subject", str(root / "data" / "subject00"),
+                                  "--size", "32", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    n = len(np.arange(s.ages[0], s.ages[-1] + 1, 20))
+    gif = read_video_frames(out)
+    mp4 = read_video_frames(out.with_suffix(".mp4"))
+    assert len(gif) == n and len(mp4) == n
+    assert gif[0].shape == (32, 32 + 4 + 32, 3)  # real | gap | generated
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["frames"] == n
+    # the left panel is the real photo nearest in age (captions cover the bottom band only)
+    real = np.asarray(Image.open(root / "data" / "subject00" / "aligned" / f"{s.ages[0]}.png").convert("RGB"))
+    top = slice(0, 20)
+    assert np.abs(gif[0][top, :32].astype(int) - real[top].astype(int)).mean() < 12
+
+
+def test_render_reconstruction_video(world, gen_path, tmp_path):
+    root, ds = world
+    out = tmp_path / "recon.mp4"
+    r = CliRunner().invoke(main, ["render", "--latents", str(root / "data" / "subject01"), "-g", str(gen_path),
+                                  "--format", "mp4", "--size", "16", "--no-caption", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    frames = read_video_frames(out)
+    assert len(frames) == len(ds.subjects[1]) and not out.with_suffix(".gif").exists()
+    G = tiny_generator()
+    expect = list(decode(G, ds.subjects[1].latents[[0, -1]]))
+
+    def blur(x):  # H.264 with 4:2:0 chroma is lossy on 16 px noise: compare 4x4 block means
+        return x.astype(float).reshape(4, 4, 4, 4, 3).mean(axis=(1, 3))
+
+    first = np.abs(blur(frames[0]) - blur(expect[0])).mean()
+    assert first < np.abs(blur(frames[0]) - blur(expect[1])).mean()  # frame 0 is photo 0, not the last
+    assert first < 25
+
+
+def test_render_bad_input(world, gen_path, tmp_path):
+    root, _ = world
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 3), np.float32))
+    runner = CliRunner()
+    r = runner.invoke(main, ["render", "--model", str(root / "run"), "-g", str(gen_path), "--source", str(bad),
+                             "--start-age", "20y", "--ages", "20y:30y:1y", "-o", str(tmp_path / "o.gif")])
+    assert r.exit_code != 0 and "wrong latent shape" in r.output and "Traceback" not in r.output
+    r = runner.invoke(main, ["render", "--latents", str(root / "data" / "subject01"), "-g", str(tmp_path / "nope.pkl"),
+                             "-o", str(tmp_path / "o.gif")])
+    assert r.exit_code != 0 and "nope.pkl" in r.output
+    assert not (tmp_path / "o.gif").exists()
+
+
+def test_mix_all_target_layers_equals_target(gen_path, tmp_path):
+    G = tiny_generator()
+    rng = np.random.default_rng(3)
+    a, b = (rng.standard_normal((G.num_ws, G.w_dim)).astype(np.float32) for _ in range(2))
+    np.testing.assert_array_equal(mix(a, b, range(G.num_ws)), b)
+    img_mix = list(decode(G, mix(a, b, range(G.num_ws))[None]))[0]
+    img_b = list(decode(G, b[None]))[0]
+    np.testing.assert_array_equal(img_mix, img_b)
+    assert parse_layers("2:4", G.num_ws) == [2, 3]
+    assert parse_layers("alternating", G.num_ws) == layer_presets(G.num_ws)["alternating"]
+    with pytest.raises(RenderError):
+        parse_layers("3:99", G.num_ws)
+    # CLI: a folder of target latents is averaged; the grid has source, target and every preset
+    folder = tmp_path / "olds"
+    folder.mkdir()
+    np.save(tmp_path / "a.npy", a)
+    for k in range(3):
+        np.save(folder / f"{k}.npy", b + k)
+    r = CliRunner().invoke(main, ["mix", str(tmp_path / "a.npy"), str(folder), "-g", str(gen_path), "--grid",
+                                  "--size", "16", "-o", str(tmp_path / "grid.png")])
+    assert r.exit_code == 0, r.output
+    assert "mean of 3" in r.output
+    w = Image.open(tmp_path / "grid.png").size[0]
+    n = 2 + len(layer_presets(G.num_ws))
+    assert w == n * 16 + (n - 1) * 4
+
+
+def test_morph_endpoints(gen_path, tmp_path):
+    G = tiny_generator()
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal((G.num_ws, G.w_dim)).astype(np.float32) for _ in range(2))
+    ws = morph_ws(G, a, b, 5)
+    np.testing.assert_array_equal(ws[0], a)
+    np.testing.assert_allclose(ws[-1], b, atol=1e-6)
+    za, zb = rng.standard_normal(16), rng.standard_normal(16)
+    path = slerp(za, zb, 9)
+    np.testing.assert_allclose(path[0], za, atol=1e-6)
+    np.testing.assert_allclose(path[-1], zb, atol=1e-6)
+    np.testing.assert_allclose(lerp(a, b, 3)[1], (a + b) / 2, atol=1e-6)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    r = CliRunner().invoke(main, ["morph", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "-g", str(gen_path),
+                                  "--frames", "6", "--size", "16", "-o", str(tmp_path / "m.gif"), "-q"])
+    assert r.exit_code == 0, r.output
+    frames = read_video_frames(tmp_path / "m.gif")
+    assert len(frames) == 6
+    first, last = (list(decode(G, x[None]))[0] for x in (a, b))
+    # GIF quantises colours: compare loosely, and check the ends are the two faces, not each other
+    assert np.abs(frames[0].astype(int) - first).mean() < np.abs(frames[0].astype(int) - last).mean()
+    assert np.abs(frames[-1].astype(int) - last).mean() < 8
