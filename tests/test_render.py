@@ -87,6 +87,22 @@ def test_writer_gif_and_mp4(tmp_path):
     assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x*"))
 
 
+def test_gif_stream_keeps_each_frame_and_its_colours(tmp_path):
+    yy, xx = np.mgrid[0:45, 0:60]
+    frames = [np.stack([(xx * 4 + 40 * k) % 256, yy * 5, np.full_like(xx, 50 * k)], -1).astype(np.uint8)
+              for k in range(5)]
+    with VideoWriter(tmp_path / "g.gif", fps=4, formats=("gif",)) as w:
+        for f in frames:
+            w.write(f)
+        assert not hasattr(w._gif, "frames")  # streamed: only a file handle is kept
+    back = read_video_frames(tmp_path / "g.gif")
+    assert len(back) == 5
+    for k, (a, b) in enumerate(zip(back, frames)):
+        assert np.abs(a.astype(int) - b).mean() < 4, k  # per-frame palettes: near-lossless here
+    im = Image.open(tmp_path / "g.gif")
+    assert im.info["loop"] == 0 and im.info["duration"] == 250
+
+
 def test_render_model_side_by_side(world, gen_path, tmp_path):
     root, ds = world
     s = ds.subjects[0]

@@ -1,8 +1,8 @@
 """Latents -> frames -> GIF / MP4.
 
 Frames are produced batch by batch from the generator and written as they come: the MP4 is
-streamed to ffmpeg (imageio-ffmpeg), and the GIF keeps only palette-indexed frames (one byte
-per pixel) until it is written, so a long video never holds its RGB frames in memory.
+streamed to ffmpeg (imageio-ffmpeg) and the GIF is written frame by frame, so a long video
+never holds its frames in memory.
 """
 
 from __future__ import annotations
@@ -176,12 +176,90 @@ def nearest(ages: np.ndarray, query: Iterable[int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+class GifStream:
+    """A GIF written frame by frame: nothing but the file handle is kept between frames.
+
+    Each frame is quantised to its own 256-colour palette and LZW-encoded by Pillow as a
+    one-frame GIF; its image block (descriptor + compressed data) is copied into the output
+    with that palette as a local colour table, after a graphic-control block with the frame
+    delay (GIF89a). So memory does not grow with the number of frames.
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int], *, fps: float, loop: int = 0):
+        self.fh = open(path, "wb")
+        h, w = size
+        self.delay = max(1, int(round(100.0 / fps)))  # centiseconds
+        self.fh.write(b"GIF89a" + w.to_bytes(2, "little") + h.to_bytes(2, "little") + bytes([0x70, 0, 0]))
+        # NETSCAPE2.0 application extension: loop count (0 = forever)
+        self.fh.write(b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + int(loop).to_bytes(2, "little") + b"\x00")
+
+    def write(self, frame: np.ndarray) -> None:
+        import io
+
+        from PIL import Image
+
+        im = Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        buf = io.BytesIO()
+        im.save(buf, format="GIF")
+        table, block = _split_single_gif(buf.getvalue())
+        size_bits = max(0, (len(table) // 3).bit_length() - 2)  # table holds 2 ** (size_bits + 1) colours
+        # graphic control extension: no disposal (1), no transparency, the delay
+        self.fh.write(b"\x21\xf9\x04" + bytes([0x04]) + self.delay.to_bytes(2, "little") + b"\x00\x00")
+        desc, data = block[:10], block[10:]
+        packed = (desc[9] & 0x40) | 0x80 | size_bits  # keep interlace; local table of the frame's size
+        self.fh.write(desc[:9] + bytes([packed]) + table + data)
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.write(b"\x3b")
+            self.fh.close()
+
+
+def _split_single_gif(data: bytes) -> tuple[bytes, bytes]:
+    """(global colour table, image block from its descriptor to its last data sub-block) of a
+    one-frame GIF as Pillow writes it."""
+    if data[:3] != b"GIF":
+        raise RenderError("internal: not a GIF")
+    packed = data[10]
+    pos = 13
+    table = b""
+    if packed & 0x80:
+        n = 3 * 2 ** ((packed & 0x07) + 1)
+        table, pos = data[pos:pos + n], pos + n
+    while pos < len(data):
+        tag = data[pos]
+        if tag == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+            while data[pos]:
+                pos += data[pos] + 1
+            pos += 1
+        elif tag == 0x2C:  # image descriptor
+            start = pos
+            dpacked = data[pos + 9]
+            pos += 10
+            if dpacked & 0x80:  # a local table: use it instead of the global one
+                n = 3 * 2 ** ((dpacked & 0x07) + 1)
+                table, pos = data[pos:pos + n], pos + n
+            head = data[start:start + 10]
+            body_start = pos
+            pos += 1  # LZW minimum code size
+            while data[pos]:
+                pos += data[pos] + 1
+            pos += 1
+            if not table:
+                raise RenderError("internal: GIF frame without a colour table")
+            return table, head + data[body_start:pos]
+        else:
+            break
+    raise RenderError("internal: no image in GIF data")
+
+
 class VideoWriter:
     """Write frames to ``path.gif`` and/or ``path.mp4`` as they come (context manager).
 
-    The MP4 (H.264, yuv420p) streams to ffmpeg; the GIF keeps palette-indexed frames and is
-    written on close. Both are written to temporary names and renamed at the end, so an
-    interrupted render leaves no half-written file.
+    Both stream: the MP4 (H.264, yuv420p) to ffmpeg through imageio-ffmpeg, the GIF through
+    :class:`GifStream`, so a long or large video never sits in memory. Both are written to
+    temporary names and renamed at the end, so an interrupted render leaves no file behind.
     """
 
     def __init__(self, path: str | Path, *, fps: float = 10.0, formats: Sequence[str] = ("gif", "mp4"),
@@ -194,7 +272,7 @@ class VideoWriter:
             raise RenderError(f"unknown output format {bad[0] if bad else '(none)'} (use gif, mp4)")
         self.loop = loop
         self.count = 0
-        self._gif_frames = []
+        self._gif = None
         self._mp4 = None
         self._size = None
         self.paths = {f: self.base.with_suffix(f".{f}") for f in self.formats}
@@ -205,8 +283,6 @@ class VideoWriter:
         return self
 
     def write(self, frame: np.ndarray) -> None:
-        from PIL import Image
-
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         if self._size is None:
             self._size = frame.shape[:2]
@@ -219,30 +295,29 @@ class VideoWriter:
                     macro_block_size=2, quality=7, ffmpeg_log_level="error",
                     output_params=["-movflags", "+faststart"])
                 self._mp4.send(None)
+            if "gif" in self.formats:
+                self._gif = GifStream(self._tmp["gif"], self._size, fps=self.fps, loop=self.loop)
         elif frame.shape[:2] != self._size:
             raise RenderError(f"frame {self.count}: size {frame.shape[:2]} differs from {self._size}")
         if self._mp4 is not None:
             self._mp4.send(frame if frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0 else _even(frame))
-        if "gif" in self.formats:
-            self._gif_frames.append(Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT))
+        if self._gif is not None:
+            self._gif.write(frame)
         self.count += 1
 
     def __exit__(self, exc_type, exc, tb):
-        if self._mp4 is not None:
-            self._mp4.close()
         try:
+            if self._mp4 is not None:
+                self._mp4.close()
+            if self._gif is not None:
+                self._gif.close()
             if exc_type is not None:
                 return False
             if self.count == 0:
                 raise RenderError("no frames to write")
-            if "gif" in self.formats:
-                first, rest = self._gif_frames[0], self._gif_frames[1:]
-                first.save(self._tmp["gif"], format="GIF", save_all=True, append_images=rest,
-                           duration=int(round(1000 / self.fps)), loop=self.loop, optimize=False, disposal=1)
             for f in self.formats:
                 os.replace(self._tmp[f], self.paths[f])
         finally:
-            self._gif_frames = []
             for t in self._tmp.values():
                 if t.exists():
                     t.unlink()
