@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench study clean
+.PHONY: help install demo test bench bench-fetch study clean
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ study: $(STAMP) ## The study's model comparison (configs/experiments/study.toml)
 
 bench: $(STAMP) ## Benchmarks of the age models -> benchmarks/results/*.json
 	$(BIN)/python benchmarks/bench_models.py --json benchmarks/results/models.json
+
+bench-fetch: $(STAMP) ## Benchmark of aging fetch (600-photo 720p video built from the fixture faces)
+	$(BIN)/python benchmarks/bench_fetch.py --json benchmarks/results/fetch.json
 
 clean: ## Remove the virtual environment and generated outputs (keeps data/)
 	rm -rf $(VENV) runs benchmarks/results .pytest_cache

@@ -54,3 +54,8 @@ def write_options(out_dir: Path, options: dict) -> None:
              for k, v in options.items()}
     clean["argv"] = sys.argv[1:]
     (out_dir / "options.json").write_text(json.dumps(clean, indent=2, default=str) + "\n")
+
+
+def echo_error(exc: BaseException) -> None:
+    """Report an error that does not stop the command (one line on stderr)."""
+    click.echo(f"error: {user_error(exc).message}", err=True)

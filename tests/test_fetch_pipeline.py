@@ -1,0 +1,179 @@
+"""``aging fetch`` end to end: the fixture clip fetched through yt-dlp from a local HTTP server,
+re-runs that only redo what changed, and bad input that fails one video but not the others."""
+
+import csv
+import functools
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from aging.cli.fetch import fetch
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+needs_fixtures = pytest.mark.skipif(not (FIXTURES / "photoaday_clip.mp4").is_file(),
+                                    reason="../shared/fixtures absent")
+SIZE = 256
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    requests: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).requests.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """An HTTP server on 127.0.0.1 serving ../shared/fixtures; yields its base URL."""
+    handler = functools.partial(_Quiet, directory=str(FIXTURES))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def run(*args):
+    return CliRunner().invoke(fetch, [str(a) for a in args], catch_exceptions=False)
+
+
+def video_entry(name, url, **extra):
+    lines = [f'[[video]]\nname = "{name}"\nurl = "{url}"']
+    extra = {"start_age": 6940, "days_per_photo": 150, **extra}
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def manifest(folder):
+    with open(folder / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def mtimes(folder):
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@needs_fixtures
+def test_end_to_end_over_http_then_reruns(tmp_path, server):
+    truth = json.loads((FIXTURES / "photoaday_clip.json").read_text())
+    cfg = tmp_path / "videos.toml"
+    url = f"{server}/photoaday_clip.mp4"
+    cfg.write_text(video_entry("clip", url))
+    out = tmp_path / "data"
+    r = run("--config", cfg, "--out", out, "--size", SIZE, "-q")
+    assert r.exit_code == 0, r.output
+    folder = out / "clip"
+
+    # the download, through yt-dlp
+    video = folder / "video.mp4"
+    assert hashlib.sha256(video.read_bytes()).hexdigest() == truth["video"]["sha256"]
+    assert json.loads((folder / ".fetch" / "source.json").read_text())["url"] == url
+
+    # every distinct item, with its frames, status and age, exactly as the truth says
+    rows = manifest(folder)
+    assert len(rows) == truth["totals"]["num_items"]
+    for row, item in zip(rows, truth["items"]):
+        assert (int(row["first_frame"]), int(row["last_frame"])) == (item["first_frame"], item["last_frame"])
+        if item["kind"] == "photo":
+            assert row["status"] == "kept", row
+            assert int(row["age_days"]) == item["age_days"] and int(row["photo"]) == item["photo_index"]
+            assert row["file"] == f"aligned/{item['age_days']}.png"
+        else:
+            assert row["status"] == item["fault"] == "no_face" and row["age_days"] == row["photo"] == ""
+    kept = {item["age_days"] for item in truth["items"] if item["expected_keep"]}
+    assert {int(p.stem) for p in (folder / "aligned").glob("*.png")} == kept
+    assert (folder / "contact_sheet.jpg").is_file()
+
+    # the aligned faces are the original aligned photos again
+    scores = []
+    for age in sorted(kept):
+        ours = cv2.imread(str(folder / "aligned" / f"{age}.png"))
+        orig = cv2.imread(str(FIXTURES / "faces" / f"{age}.jpg"))
+        assert ours.shape == (SIZE, SIZE, 3)
+        scores.append(10 * np.log10(255.0 ** 2 / np.mean((ours.astype(float) - orig) ** 2)))
+    assert np.mean(scores) > 27 and min(scores) > 20, np.round(scores, 1)
+
+    # a second run downloads nothing and writes nothing
+    gets = len(_Quiet.requests)
+    before = mtimes(folder)
+    r = run("--config", cfg, "--out", out, "--size", SIZE, "-q")
+    assert r.exit_code == 0 and "nothing to do" in r.output
+    assert mtimes(folder) == before and len(_Quiet.requests) == gets
+
+    # a new exclude only changes that photo: its file goes, its row says why, nothing else moves
+    cfg.write_text(video_entry("clip", url, exclude=[3]))
+    r = run("--config", cfg, "--out", out, "--size", SIZE, "-q")
+    assert r.exit_code == 0, r.output
+    after = mtimes(folder)
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed == {"aligned/7390.png", "manifest.csv", "contact_sheet.jpg", ".fetch/state.json"}
+    assert "aligned/7390.png" not in after
+    row = next(r for r in manifest(folder) if r["photo"] == "3")
+    assert row["status"] == "excluded" and row["age_days"] == "7390" and row["file"] == ""
+    assert [r["age_days"] for r in manifest(folder)] == [r["age_days"] for r in rows]   # ages do not shift
+
+    # and taking it back out of exclude brings exactly that photo back
+    cfg.write_text(video_entry("clip", url))
+    r = run("--config", cfg, "--out", out, "--size", SIZE, "-q")
+    assert "1 faces aligned" in r.output
+    assert {int(p.stem) for p in (folder / "aligned").glob("*.png")} == kept
+    assert len(_Quiet.requests) == gets
+
+
+@needs_fixtures
+def test_bad_videos_fail_alone(tmp_path, server):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(np.random.default_rng(0).bytes(20000))
+    cfg = tmp_path / "videos.toml"
+    cfg.write_text(
+        video_entry("good", FIXTURES / "photoaday_clip.mp4")
+        + video_entry("corrupt", broken)
+        + video_entry("gone", f"{server}/no_such_video.mp4")
+        + '[[video]]\nname = "nourl"\nstart_age = 10\ndays_per_photo = 1\n\n'
+        + video_entry("good2", FIXTURES / "photoaday_clip.mp4", decimate=2)
+    )
+    out = tmp_path / "data"
+    r = run("--config", cfg, "--out", out, "--size", 64, "-q")
+    assert r.exit_code == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3, r.stderr
+    assert any("video 'nourl'" in e and "missing field 'url'" in e for e in errors)
+    assert any("video 'corrupt'" in e and "cannot open the video" in e for e in errors)
+    assert any("video 'gone'" in e and "404" in e for e in errors)
+    assert "3 of 5 videos failed: nourl, corrupt, gone" in r.stderr
+    assert "Traceback" not in r.output
+    # the good videos were processed all the same (local files used in place, not copied)
+    assert len(list((out / "good" / "aligned").glob("*.png"))) == 12
+    assert not list((out / "good").glob("video.*"))
+    statuses = [row["status"] for row in manifest(out / "good2")]
+    assert statuses.count("kept") == 6 and statuses.count("decimated") == 6
+    assert not (out / "gone").exists()
+
+
+def test_cli_help_and_light_import(tmp_path):
+    r = run("--help")
+    assert r.exit_code == 0 and "Examples:" in r.output and "--no-stabilise" in r.output
+    code = ("import sys, aging.cli.fetch; heavy = {'cv2', 'dlib', 'yt_dlp', 'torch'} & set(sys.modules); "
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    r = run("--config", tmp_path / "missing.toml")
+    assert r.exit_code == 1 and "no such config file" in r.output
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(video_entry("a", "a.mp4"))
+    r = run("--config", cfg, "b")
+    assert r.exit_code == 1 and "no video named 'b'" in r.output
