@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench bench-fetch study clean
+.PHONY: help install demo test bench bench-fetch bench-encode study clean
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ bench: $(STAMP) ## Benchmarks of the age models -> benchmarks/results/*.json
 
 bench-fetch: $(STAMP) ## Benchmark of aging fetch (600-photo 720p video built from the fixture faces)
 	$(BIN)/python benchmarks/bench_fetch.py --json benchmarks/results/fetch.json
+
+bench-encode: $(STAMP) ## Benchmark of aging encode: study setting vs defaults (CPU: 64 px tiny generator)
+	$(BIN)/python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 \
+		--study-photos 2 --json benchmarks/results/encode_cpu64.json
 
 clean: ## Remove the virtual environment and generated outputs (keeps data/)
 	rm -rf $(VENV) runs benchmarks/results .pytest_cache

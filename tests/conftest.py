@@ -19,6 +19,18 @@ def small_config(**kw) -> SynthConfig:
     return SynthConfig(**base)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module: tiny networks run fastest so, and do not stall when other
+    jobs share the cores (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def small_ds():
     ds, _ = generate(small_config())

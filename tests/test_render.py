@@ -11,36 +11,22 @@ from PIL import Image
 from aging.cli import main
 from aging.render.edits import layer_presets, lerp, mix, morph_ws, parse_layers, slerp
 from aging.render.video import RenderError, VideoWriter, check_ws, decode, nearest, read_video_frames
-from aging.stylegan import Generator
 from aging.stylegan.checkpoints import save_generator
 from aging.synthetic import SynthConfig, generate, write_dataset
-
-
-def tiny_generator(seed=0):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        G = Generator(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=256, channel_max=16)
-        for name, buf in G.named_buffers():
-            if name.endswith("noise_const"):
-                buf.copy_(torch.randn_like(buf))
-        # trained generators' images are about [-1, 1]: scale the toRGB weights so frames vary
-        for name, p in G.named_parameters():
-            if "torgb" in name and name.endswith("weight"):
-                p.data *= 5.0
-    return G.eval().requires_grad_(False)
+from tests.tiny import photo_generator
 
 
 @pytest.fixture(scope="module")
 def gen_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("gen") / "tiny"
-    save_generator(tiny_generator(), path)
+    save_generator(photo_generator(16), path)
     return path
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, gen_path):
     """A synthetic latent dataset shaped for the tiny generator, aligned 'photos' and a model."""
-    G = tiny_generator()
+    G = photo_generator(16)
     root = tmp_path_factory.mktemp("world")
     ds, truth = generate(SynthConfig(subjects=2, photos=12, shape=(G.num_ws, G.w_dim), noise=0.1, seed=1))
     write_dataset(ds, truth, root / "data")
@@ -56,7 +42,7 @@ def world(tmp_path_factory, gen_path):
 
 
 def test_decode_shapes_and_size():
-    G = tiny_generator()
+    G = photo_generator(16)
     ws = np.random.default_rng(0).standard_normal((5, G.num_ws, G.w_dim)).astype(np.float32)
     frames = list(decode(G, ws, batch=2))
     assert len(frames) == 5 and frames[0].shape == (16, 16, 3) and frames[0].dtype == np.uint8
@@ -133,7 +119,7 @@ def test_render_reconstruction_video(world, gen_path, tmp_path):
     assert r.exit_code == 0, r.output
     frames = read_video_frames(out)
     assert len(frames) == len(ds.subjects[1]) and not out.with_suffix(".gif").exists()
-    G = tiny_generator()
+    G = photo_generator(16)
     expect = list(decode(G, ds.subjects[1].latents[[0, -1]]))
 
     def blur(x):  # H.264 with 4:2:0 chroma is lossy on 16 px noise: compare 4x4 block means
@@ -159,7 +145,7 @@ def test_render_bad_input(world, gen_path, tmp_path):
 
 
 def test_mix_all_target_layers_equals_target(gen_path, tmp_path):
-    G = tiny_generator()
+    G = photo_generator(16)
     rng = np.random.default_rng(3)
     a, b = (rng.standard_normal((G.num_ws, G.w_dim)).astype(np.float32) for _ in range(2))
     np.testing.assert_array_equal(mix(a, b, range(G.num_ws)), b)
@@ -186,7 +172,7 @@ def test_mix_all_target_layers_equals_target(gen_path, tmp_path):
 
 
 def test_morph_endpoints(gen_path, tmp_path):
-    G = tiny_generator()
+    G = photo_generator(16)
     rng = np.random.default_rng(4)
     a, b = (rng.standard_normal((G.num_ws, G.w_dim)).astype(np.float32) for _ in range(2))
     ws = morph_ws(G, a, b, 5)

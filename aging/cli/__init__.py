@@ -34,9 +34,9 @@ def main():
 
 
 def _register() -> None:
-    from aging.cli import fetch, models, render, weights
+    from aging.cli import encode, fetch, models, render, weights
 
-    for module in (fetch, models, weights, render):
+    for module in (fetch, encode, models, weights, render):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

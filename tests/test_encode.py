@@ -1,0 +1,438 @@
+"""Encode stage: projector (recovery, warm starts, Z clipping, OOM), files (resume, shards), CLI errors.
+
+Everything runs on the CPU with a 32 px random-weight generator whose images are scaled to the
+range of real photos; its targets are images G(w) of known latents.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from aging.cli.encode import encode
+from aging.encode import pipeline as pl
+from aging.encode import projector as pj
+from aging.encode.losses import ImageLoss, parse_loss, psnr
+from aging.stylegan.checkpoints import save_generator
+from tests.tiny import photo_generator
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def G():
+    return photo_generator(32)  # 32 px, w_dim 16, 8 W+ layers
+
+
+@pytest.fixture(scope="module")
+def w_std(G):
+    return pj.w_stats(G)[1]
+
+
+@pytest.fixture(scope="module")
+def mse():
+    return ImageLoss("mse", resolution=32)
+
+
+def random_ws(G, n, seed, psi=0.7):
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return G.mapping(z, truncation_psi=psi)
+
+
+def slow_sequence(G, n, w_std, *, seed=3, motion=0.1):
+    """W+ latents moving in a straight line by ``motion`` w-stds per component over ``n`` photos."""
+    w0, w1 = random_ws(G, 2, seed)
+    d = (w1 - w0) / (w1 - w0).square().mean().sqrt() * w_std * motion
+    return w0 + torch.linspace(0, 1, n)[:, None, None] * d  # [n, num_ws, w_dim]
+
+
+def step_variance(ws):
+    steps = ws.diff(dim=0)
+    return (steps - steps.mean(0)).square().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Projector
+
+
+def test_recovery_psnr_after_default_steps(G, w_std, mse):
+    w_true = random_ws(G, 4, seed=1)
+    with torch.no_grad():
+        targets = G.synthesis(w_true)
+        start = G.synthesis(pj.mean_latents(G, 4, "wplus"))
+    assert psnr(start, targets).max() < 22  # the mean face is far from every target
+    proj = pj.project(G, targets, loss=mse, w_std=w_std)  # default steps, lr, schedule, space
+    assert proj.steps == pj.DEFAULT_STEPS and proj.ws.shape == (4, G.num_ws, G.w_dim)
+    got = psnr(proj.images, targets)
+    assert got.min() >= 30, got
+    assert torch.allclose(got, proj.info["psnr"])
+    with torch.no_grad():  # the returned latents are the ones that reconstruct
+        assert torch.allclose(psnr(G.synthesis(proj.ws), targets), got, atol=1e-3)
+    assert (proj.history[-1] < proj.history[0] / 10).all()
+
+
+def test_plan_chains():
+    assert pj.plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert pj.plan_chains(9, 3) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert pj.plan_chains(2, 4) == [[0], [1]]
+    assert pj.plan_chains(0, 4) == []
+    chains = pj.plan_chains(780, 16)
+    assert len(chains) == 16 and sum(map(len, chains)) == 780 and chains[-1][-1] == 779
+
+
+def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse):
+    n, batch, steps = 12, 2, 300
+    with torch.no_grad():
+        targets = G.synthesis(slow_sequence(G, n, w_std))
+
+    def run(init, after, smooth=0.0):
+        out = list(pj.project_sequence(G, targets, loss=mse, batch=batch, init=init, steps=steps,
+                                       steps_after_first=after, w_std=w_std, smooth=smooth))
+        ws = torch.zeros(n, G.num_ws, G.w_dim)
+        loss = torch.zeros(n)
+        for idx, p in out:
+            ws[idx], loss[idx] = p.ws, p.losses["total"]
+        return out, ws, loss
+
+    out, ws_mean, loss_mean = run("mean", steps)
+    assert [idx for idx, _ in out] == [[k, k + 1] for k in range(0, n, 2)]
+    assert all(p.steps == steps and p.info["init"] == "mean" for _, p in out)
+    # two chains side by side: the first head alone, the second head from its latent (the root),
+    # then a batch holds the next photo of each chain, started from its predecessor
+    out, ws_prev, loss_prev = run("previous", steps // 3)
+    assert [idx for idx, _ in out] == [[0], [6]] + [[k, k + 6] for k in range(1, 6)]
+    assert [p.info["init"] for _, p in out] == ["mean", "head"] + ["previous"] * 5
+    assert [p.steps for _, p in out] == [steps, steps] + [steps // 3] * 5
+    warm = [k for k in range(n) if k not in (0, 6)]
+    assert loss_prev[warm].mean() <= loss_mean[warm].mean(), (loss_prev, loss_mean)
+    assert step_variance(ws_prev) < step_variance(ws_mean)
+    # the smoothness term makes the steps smoother still, and the reconstructions stay near-exact
+    _, ws_smooth, loss_smooth = run("previous", steps // 3, smooth=0.001)
+    assert step_variance(ws_smooth) < 0.75 * step_variance(ws_prev)
+    assert step_variance(ws_smooth) < 0.5 * step_variance(ws_mean)
+    assert (10 * torch.log10(4 / loss_smooth)).min() > 45  # PSNR (dB) of the mse loss
+
+
+def test_warm_start_continues_from_given_starts(G, w_std, mse):
+    """``starts`` and ``root`` resume chains: continuing from finished photos repeats the run exactly."""
+    with torch.no_grad():
+        targets = G.synthesis(slow_sequence(G, 4, w_std))
+    kw = dict(loss=mse, batch=2, steps=20, steps_after_first=5, w_std=w_std)
+    full = {tuple(idx): p for idx, p in pj.project_sequence(G, targets, **kw)}
+    assert list(full) == [(0,), (2,), (1, 3)]
+    root = full[(0,)].latents[0]
+    head = list(pj.project_sequence(G, targets, chains=[[2]], starts=[None], root=root, **kw))
+    assert [i for i, _ in head] == [[2]] and head[0][1].info["init"] == "head"
+    torch.testing.assert_close(head[0][1].ws, full[(2,)].ws, rtol=0, atol=0)
+    rest = list(pj.project_sequence(G, targets, chains=[[1], [3]], starts=[root, head[0][1].latents[0]], **kw))
+    assert [i for i, _ in rest] == [[1, 3]] and rest[0][1].steps == 5
+    torch.testing.assert_close(rest[0][1].ws, full[(1, 3)].ws, rtol=0, atol=0)
+
+
+def test_w_space_is_one_w_per_photo(G, w_std, mse):
+    targets = G.synthesis(random_ws(G, 2, seed=5)[:, :1].expand(-1, G.num_ws, -1))
+    proj = pj.project(G, targets, loss=mse, space="w", steps=60, w_std=w_std)
+    assert proj.latents.shape == (2, G.w_dim)
+    assert (proj.ws == proj.ws[:, :1]).all()
+    assert (proj.history[-1] < proj.history[0]).all()
+
+
+def test_truncated_normal_and_stochastic_clip():
+    gen = torch.Generator().manual_seed(0)
+    x = pj.truncated_normal((20000,), 1.0, generator=gen)
+    assert x.abs().max() <= 1.0 and abs(x.mean().item()) < 0.02
+    assert 0.50 < x.std().item() < 0.56  # std of N(0, 1) truncated to [-1, 1] is 0.538
+    z = torch.tensor([[-5.0, 0.3, 2.5, -0.9, 9.0]])
+    mask = pj.stochastic_clip_(z, 1.0, generator=gen)
+    assert mask.tolist() == [[True, False, True, False, True]]
+    assert z.abs().max() <= 1.0 and z[0, 1] == 0.3 and z[0, 3] == -0.9
+
+
+def test_z_space_with_stochastic_clipping_stays_inside(G, w_std, mse):
+    k = 1.0
+    targets = G.synthesis(random_ws(G, 3, seed=7, psi=1.0))
+    seen = []
+
+    def watch(step, per_photo):
+        seen.append(per_photo.clone())
+
+    proj = pj.project(G, targets, loss=mse, space="z", clip=k, steps=40, lr=0.1, w_std=w_std,
+                      generator=torch.Generator().manual_seed(0), callback=watch)
+    assert proj.latents.shape == (3, G.z_dim) and len(seen) == 40
+    assert proj.latents.abs().max() <= k
+    with torch.no_grad():
+        torch.testing.assert_close(proj.ws, G.mapping(proj.latents))
+    assert (proj.losses["total"] < proj.history[0]).all()  # gradients reach z through the mapping
+    # without the bound the same optimisation leaves [-k, k]: the clipping is what keeps it inside
+    free = pj.project(G, targets, loss=mse, space="z", clip=50.0, steps=40, lr=0.1, w_std=w_std,
+                      generator=torch.Generator().manual_seed(0))
+    assert free.latents.abs().max() > k
+
+
+def test_batch_halves_on_out_of_memory(G, w_std, mse, monkeypatch):
+    real = pj.project
+    seen = []
+
+    def fake(G_, targets, **kw):
+        seen.append(len(targets))
+        if len(targets) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+        return real(G_, targets, **kw)
+
+    monkeypatch.setattr(pj, "project", fake)
+    targets = G.synthesis(random_ws(G, 6, seed=2))
+    halved = []
+    out = list(pj.project_sequence(G, targets, loss=mse, batch=4, steps=3, steps_after_first=2, w_std=w_std,
+                                   on_oom=lambda old, new: halved.append((old, new))))
+    assert halved == [(4, 2)]
+    # chains [0, 1], [2, 3], [4, 5]: the first head alone, the other two heads, then the chains'
+    # next photos: 3 fail, so 2, then 1
+    assert [idx for idx, _ in out] == [[0], [2, 4], [1, 3], [5]]
+    assert seen == [1, 2, 3, 2, 1]
+    assert [p.info["init"] for _, p in out] == ["mean", "head", "previous", "previous"]
+
+    def broken(G_, targets, **kw):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(pj, "project", broken)
+    with pytest.raises(RuntimeError, match="something else"):  # only out-of-memory is handled
+        list(pj.project_sequence(G, targets, loss=mse, batch=8, steps=3, w_std=w_std))
+
+
+def test_parse_loss():
+    assert parse_loss("lpips-vgg") == {"lpips-vgg": 1.0}
+    assert parse_loss("0.5*mse+VGG") == {"mse": 0.5, "vgg": 1.0}
+    for bad in ("l1", "mse+mse", "0*mse", "mse+"):
+        with pytest.raises(ValueError):
+            parse_loss(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: resume, shards
+
+
+def write_photos(G, folder: Path, n, w_std, *, first_age=7000, step=10):
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        frames = pl.to_uint8(G.synthesis(slow_sequence(G, n, w_std)))
+    ages = [first_age + step * k for k in range(n)]
+    for age, frame in zip(ages, frames):
+        Image.fromarray(frame).save(folder / f"{age}.png")
+    return ages
+
+
+def run_kw(**kw):
+    base = dict(steps=30, steps_after_first=10, batch=3, space="wplus", init="previous", lr=0.2, seed=4,
+                progress=False)
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize("space,kill_after", [("wplus", 1), ("wplus", 2), ("z", 2)])
+def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_std, mse, tmp_path, monkeypatch,
+                                                                         space, kill_after):
+    import aging.synthetic
+
+    ages = write_photos(G, tmp_path / "subj" / "aligned", 8, w_std)
+    full = pl.find_photos(tmp_path / "subj", out=tmp_path / "full")
+    pl.encode_photos(G, full, loss=mse, **run_kw(space=space))
+
+    writes = []
+    real_save = aging.synthetic.save_npy_atomic
+
+    def counting_save(path, array):
+        writes.append(Path(path).relative_to(tmp_path / "part").as_posix())
+        real_save(path, array)
+
+    monkeypatch.setattr(aging.synthetic, "save_npy_atomic", counting_save)
+    batches = []
+
+    def kill(batch_ages):
+        batches.append(batch_ages)
+        if len(batches) == kill_after:
+            raise KeyboardInterrupt("killed")
+
+    part = pl.find_photos(tmp_path / "subj", out=tmp_path / "part")
+    with pytest.raises(KeyboardInterrupt):
+        pl.encode_photos(G, part, loss=mse, on_batch=kill, **run_kw(space=space))
+    # chains [0, 1, 2], [3, 4, 5], [6, 7]: the first head alone, then the other heads from its latent
+    heads = [ages[0], ages[3], ages[6]]
+    assert batches == [[ages[0]], [ages[3], ages[6]]][:kill_after]
+    written = sorted(p.name for p in (tmp_path / "part" / "latents").iterdir())
+    assert written == [f"{a}.npy" for a in heads[:1 if kill_after == 1 else 3]]
+    summary = pl.encode_photos(G, part, loss=mse, **run_kw(space=space))
+    assert summary["encoded"] == 8 - len(written) and summary["skipped"] == len(written)
+
+    lat = [w for w in writes if w.startswith("latents/")]
+    assert sorted(lat) == sorted(f"latents/{a}.npy" for a in ages)  # each exactly once
+    for a in ages:
+        np.testing.assert_array_equal(np.load(tmp_path / "part" / "latents" / f"{a}.npy"),
+                                      np.load(tmp_path / "full" / "latents" / f"{a}.npy"))
+        assert np.load(tmp_path / "part" / "latents" / f"{a}.npy").shape == (G.num_ws, G.w_dim)
+        assert (tmp_path / "part" / "recon" / f"{a}.png").is_file()
+    log = [json.loads(line) for line in (tmp_path / "part" / pl.LOG_NAME).read_text().splitlines()]
+    assert sorted(r["age_days"] for r in log) == ages
+    assert [r["age_days"] for r in log[:3]] == heads  # written batch by batch
+    init = {r["age_days"]: r["init"] for r in log}
+    assert [init[a] for a in ages] == ["mean", "previous", "previous", "head", "previous", "previous", "head",
+                                       "previous"]
+    assert all(r["steps"] == (10 if r["init"] == "previous" else 30) for r in log)
+    assert all(r["space"] == space and np.isfinite(r["losses"]["total"]) for r in log)
+    leftovers = [p for p in (tmp_path / "part").rglob(".*")]
+    assert not leftovers  # no temporary files
+    # a third run has nothing to do and touches nothing
+    writes.clear()
+    assert pl.encode_photos(G, part, loss=mse, **run_kw(space=space))["encoded"] == 0 and not writes
+
+
+def test_shard_and_dist_env():
+    for n, world in [(10, 3), (2, 4), (7, 1)]:
+        shares = [pl.shard(n, r, world) for r in range(world)]
+        assert shares[0][0] == 0 and shares[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
+        assert max(b - a for a, b in shares) - min(b - a for a, b in shares) <= 1
+    assert pl.dist_env({}) == (0, 1, 0)
+    assert pl.dist_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (3, 4, 1)
+    assert pl.dist_env({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}) == (1, 2, 1)
+    with pytest.raises(pl.EncodeError):
+        pl.dist_env({"RANK": "4", "WORLD_SIZE": "4"})
+
+
+def test_ranks_write_only_their_share(G, w_std, mse, tmp_path):
+    ages = write_photos(G, tmp_path / "subj", 5, w_std)  # a plain folder of photos
+    photos = pl.find_photos(tmp_path / "subj")
+    assert photos.source == tmp_path / "subj" and photos.ages == ages
+    s1 = pl.encode_photos(G, photos, loss=mse, rank=1, world=2, **run_kw(steps=5, steps_after_first=2, batch=1))
+    assert s1["share"] == [3, 5]
+    assert sorted(p.name for p in (tmp_path / "subj" / "latents").iterdir()) == [f"{a}.npy" for a in ages[3:]]
+    s0 = pl.encode_photos(G, photos, loss=mse, rank=0, world=2, **run_kw(steps=5, steps_after_first=2, batch=1))
+    assert s0["share"] == [0, 3] and s0["encoded"] == 3
+    log = pl.read_log(tmp_path / "subj" / pl.LOG_NAME)
+    assert sorted(log) == ages
+    # each share starts from the mean: no warm start across ranks
+    assert [log[a]["init"] for a in ages] == ["mean", "previous", "previous", "mean", "previous"]
+    assert [log[a]["rank"] for a in ages] == [0, 0, 0, 1, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+@pytest.fixture(scope="module")
+def gen_path(tmp_path_factory, G):
+    path = tmp_path_factory.mktemp("gen") / "tiny"
+    save_generator(G, path)
+    return path
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(encode, [str(a) for a in args], env=env)
+
+
+def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
+    ages = write_photos(G, tmp_path / "anna" / "aligned", 4, w_std)
+    args = [tmp_path / "anna", "-g", gen_path, "--loss", "mse", "--steps", "20", "--steps-after-first", "5",
+            "--batch", "2", "--device", "cpu", "-q"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "encoded 4 photos" in r.output
+    assert sorted(int(p.stem) for p in (tmp_path / "anna" / "latents").glob("*.npy")) == ages
+    opts = json.loads((tmp_path / "anna" / pl.OPTIONS_NAME).read_text())
+    assert opts["steps"] == 20 and opts["loss"] == "mse" and opts["resolution"] == 32
+    r = invoke(*args)
+    assert r.exit_code == 0 and "nothing to do" in r.output
+    # every photo from the mean, in batches of consecutive photos; a missing photo is redone
+    (tmp_path / "anna" / "latents" / f"{ages[2]}.npy").unlink()
+    r = invoke(*args, "--init", "mean", "-o", tmp_path / "mean")
+    assert r.exit_code == 0 and "encoded 4 photos" in r.output, r.output
+    r = invoke(*args)
+    assert r.exit_code == 0 and "encoded 1 photo (3 already done)" in r.output, r.output
+    log = [json.loads(line) for line in (tmp_path / "mean" / pl.LOG_NAME).read_text().splitlines()]
+    assert [r["init"] for r in log] == ["mean"] * 4 and [r["batch"] for r in log] == [2, 2, 2, 2]
+    # the latents form a latent dataset of the usual format
+    from aging.latents import load_subject
+
+    subj = load_subject(tmp_path / "anna")
+    assert list(subj.ages) == ages and subj.latents.shape == (4, G.num_ws, G.w_dim)
+
+
+def one_line_error(r, *needles):
+    assert r.exit_code != 0
+    assert "Traceback" not in r.output
+    lines = [line for line in r.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), r.output
+    for needle in needles:
+        assert needle in lines[0], r.output
+
+
+def test_cli_bad_input_is_one_clear_line(G, w_std, gen_path, tmp_path):
+    good = tmp_path / "good"
+    write_photos(G, good, 2, w_std)
+    base = ["-g", gen_path, "--loss", "mse", "--steps", "2", "-q", "--device", "cpu"]
+
+    bad = tmp_path / "unreadable"
+    write_photos(G, bad, 2, w_std)
+    (bad / "7010.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    one_line_error(invoke(bad, *base), "7010.png", "unreadable image")
+    assert not (bad / "latents").exists() or not any((bad / "latents").iterdir())  # checked before any work
+
+    rect = tmp_path / "rect"
+    rect.mkdir()
+    Image.new("RGB", (40, 32)).save(rect / "7000.png")
+    one_line_error(invoke(rect, *base), "7000.png", "40x32", "square")
+
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.new("RGB", (16, 16)).save(small / "7000.png")
+    one_line_error(invoke(small, *base), "7000.png", "working resolution")
+
+    named = tmp_path / "named"
+    named.mkdir()
+    Image.new("RGB", (32, 32)).save(named / "me.png")
+    one_line_error(invoke(named, *base), "me.png", "age in days")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(invoke(empty, *base), "no photos")
+    one_line_error(invoke(tmp_path / "missing", *base), "missing", "no such folder")
+
+    one_line_error(invoke(good, "-g", tmp_path / "nope.pkl", "--loss", "mse", "-q"), "nope.pkl")
+    one_line_error(invoke(good, *base, "--loss", "l2"), "unknown loss term")
+    one_line_error(invoke(good, *base, "--resolution", "64"), "exceeds")
+
+    # a perceptual loss with no weights given and none cached
+    cache = tmp_path / "cache"
+    env = {"AGING_CACHE": str(cache), "TORCH_HOME": str(cache / "torch")}
+    one_line_error(invoke(good, "-g", gen_path, "-q", "--device", "cpu", env=env), "VGG16 weights", "--vgg-weights")
+    one_line_error(invoke(good, "-g", gen_path, "--vgg-weights", tmp_path / "vgg.pth", "-q"), "vgg.pth", "not found")
+    assert not (good / "latents").exists()
+
+
+def test_subject_folder_is_read_through_its_manifest(G, w_std, tmp_path):
+    from aging.fetch.manifest import ManifestRow, write_manifest
+
+    subj = tmp_path / "anna"
+    ages = write_photos(G, subj / "aligned", 4, w_std)
+    rows = [ManifestRow(index=k, photo=k, age_days=a, status="kept", reason="", time_s=k, first_frame=k,
+                        last_frame=k, frame=k, file=f"aligned/{a}.png") for k, a in enumerate(ages)]
+    rows[1].status, rows[1].file = "excluded", ""  # excluded since its aligned file was written
+    rows.insert(2, ManifestRow(index=9, photo=None, age_days=None, status="no_face", reason="no face", time_s=9,
+                               first_frame=9, last_frame=9, frame=9))
+    write_manifest(subj / "manifest.csv", rows)
+    photos = pl.find_photos(subj)
+    assert photos.ages == [ages[0], ages[2], ages[3]] and photos.out == subj
+    assert photos.paths == [subj / "aligned" / f"{a}.png" for a in photos.ages]
+
+    (subj / "aligned" / f"{ages[3]}.png").unlink()
+    with pytest.raises(pl.EncodeError, match=f"{ages[3]}.png: listed as kept"):
+        pl.find_photos(subj)
+    (subj / "manifest.csv").write_text("index,photo\n0,0\n")
+    with pytest.raises(pl.EncodeError, match="not an aging fetch manifest"):
+        pl.find_photos(subj)
