@@ -15,7 +15,7 @@ Settings:
 ``study``     batch 1, ``--study-steps`` (1000) Adam steps per photo, ``mean`` init, float32:
               each photo encoded independently, as in the original study. Timed on
               ``--study-photos`` photos spread over the sequence.
-``defaults``  batch ``--batch`` (16), ``--steps`` (500) for the first batch and
+``defaults``  batch ``--batch`` (16), ``--steps`` (1000) for the chains' first photos and
               ``--steps-after-first`` (100) for the others, ``previous`` init, mixed precision on
               CUDA (``--no-amp`` to turn it off); all ``--photos`` photos.
 
@@ -46,7 +46,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from aging.encode.losses import ImageLoss, working_resolution  # noqa: E402
-from aging.encode.projector import project, project_sequence, w_stats  # noqa: E402
+from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_STEPS, DEFAULT_STEPS_AFTER_FIRST,  # noqa: E402
+                                    project, project_sequence, w_stats)
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.networks import Generator  # noqa: E402
 
@@ -66,10 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--photos", type=int, default=64, help="Photos of the time-lapse (toolkit defaults).")
     p.add_argument("--study-photos", type=int, default=4, help="Photos timed in the study setting (batch 1).")
     p.add_argument("--study-steps", type=int, default=1000)
-    p.add_argument("--steps", type=int, default=500, help="Toolkit: steps of the first batch.")
-    p.add_argument("--steps-after-first", type=int, default=100, help="Toolkit: steps of warm-started batches.")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Toolkit: steps of the chains' first photos.")
+    p.add_argument("--steps-after-first", type=int, default=DEFAULT_STEPS_AFTER_FIRST, help="Toolkit: steps of warm-started batches.")
     p.add_argument("--batch", type=int, default=16, help="Toolkit batch size.")
-    p.add_argument("--lr-after-first", type=float, default=0.05, help="Toolkit: peak lr of warm-started photos.")
+    p.add_argument("--lr-after-first", type=float, default=DEFAULT_LR_AFTER_FIRST,
+                   help="Toolkit: peak lr of warm-started photos.")
     p.add_argument("--smooth", type=float, default=0.0, help="Toolkit: temporal smoothness weight.")
     p.add_argument("--loss-resolution", type=int, default=None, help="Working resolution [256 or the generator's].")
     p.add_argument("--no-amp", action="store_true", help="Toolkit setting in float32 even on CUDA.")

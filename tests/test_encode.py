@@ -436,3 +436,28 @@ def test_subject_folder_is_read_through_its_manifest(G, w_std, tmp_path):
     (subj / "manifest.csv").write_text("index,photo\n0,0\n")
     with pytest.raises(pl.EncodeError, match="not an aging fetch manifest"):
         pl.find_photos(subj)
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.mark.skipif(not (FIXTURES / "faces").is_dir() or not (FIXTURES / "stylegan2" / "tiny.pkl").is_file(),
+                    reason="../shared/fixtures not present")
+def test_cli_on_real_faces_and_a_real_pickle(tmp_path):
+    """Aligned 1024 px photos (JPEG) and NVIDIA's pickle format: the files a user really has."""
+    import shutil
+
+    faces = sorted((FIXTURES / "faces").glob("*.jpg"))[:3]
+    for f in faces:
+        shutil.copy(f, tmp_path / f.name)
+    r = invoke(tmp_path, "-g", FIXTURES / "stylegan2" / "tiny.pkl", "--loss", "mse", "--steps", "40",
+               "--steps-after-first", "10", "--batch", "2", "--device", "cpu", "-q", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    ages = [int(f.stem) for f in faces]
+    log = pl.read_log(tmp_path / "out" / pl.LOG_NAME)
+    assert sorted(log) == ages
+    for a in ages:
+        lat = np.load(tmp_path / "out" / "latents" / f"{a}.npy")
+        assert lat.shape == (10, 64) and lat.dtype == np.float32 and np.isfinite(lat).all()
+        assert Image.open(tmp_path / "out" / "recon" / f"{a}.png").size == (64, 64)
+        assert log[a]["losses"]["mse"] < 0.1 and log[a]["psnr"] > 15  # a face, not noise

@@ -19,7 +19,7 @@ INITS = click.Choice(["mean", "previous"])
               help="Generator: a checkpoint path (.pkl or the project's format) or a downloaded registry name.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where latents/, recon/ and encode.jsonl go [default: DATA].")
-@click.option("--steps", default=500, show_default=True,
+@click.option("--steps", default=1000, show_default=True,
               help="Adam steps of photos started from the mean (and of the chains' first photos).")
 @click.option("--steps-after-first", default=100, show_default=True,
               help="Steps of a photo started from the previous photo's latent (--init previous).")
@@ -61,7 +61,7 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, l
     Examples:
       aging encode data/anna -g stylegan2-ffhq-1024
       aging encode data/anna -g G.pkl --vgg-weights vgg16-397923af.pth --fp16 --smooth 0.01
-      aging encode my_photos/ -g G.pkl --loss mse --init mean --steps 1000 --batch 1 -o runs/study_encode
+      aging encode my_photos/ -g G.pkl --loss mse --init mean --batch 1 -o runs/study_encode
       torchrun --nproc-per-node 4 -m aging encode data/anna -g G.pkl --fp16    # 4 GPUs, one share each
     """
     from aging.encode.losses import needs_vgg, parse_loss, working_resolution

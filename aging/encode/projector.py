@@ -44,7 +44,7 @@ from aging.encode.losses import ImageLoss, PreparedTargets, psnr, resize
 SPACES = ("wplus", "w", "z")
 INITS = ("mean", "previous")
 
-DEFAULT_STEPS = 500
+DEFAULT_STEPS = 1000
 DEFAULT_STEPS_AFTER_FIRST = 100
 DEFAULT_LR = 0.2
 DEFAULT_LR_AFTER_FIRST = 0.05  # a warm start is already close: a full-size first Adam step would undo it
