@@ -33,9 +33,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -50,6 +48,7 @@ from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_STEPS, DEFAU
                                     project, project_sequence, w_stats)
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.networks import Generator  # noqa: E402
+from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
 
 PRESETS = {
     "ffhq": dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512, num_fp16_res=4,
@@ -81,22 +80,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="Write the results as JSON.")
     return p.parse_args(argv)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
 
 
 def make_generator(args, device) -> tuple[Generator, float]:
@@ -223,10 +206,7 @@ def main(argv=None) -> dict:
                   num_ws=G.num_ws, loss_resolution=res, vgg_weights="random (stand-in for ImageNet VGG16)",
                   study=study, defaults=defaults, speedup=speedup, common_photos=common,
                   common_loss_study=s_loss, common_loss_defaults=d_loss)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, result, indent=1)
     return result
 
 

@@ -17,9 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from aging.stylegan.networks import Generator  # noqa: E402
+from common import peak_memory, sync, write_json  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,18 +51,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--render-batch", type=int, default=0, help="Decode batch of the render (0: the largest --batches).")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="Write the results as JSON.")
     return p.parse_args(argv)
-
-
-def peak_memory(device: torch.device) -> int:
-    """Peak memory in bytes since the last reset (CUDA) or of the process so far (CPU)."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_synthesis(synth, ws, *, fp16: bool, fused, iters: int, warmup: int, device) -> tuple[float, torch.Tensor]:
@@ -186,10 +173,7 @@ def main(argv=None) -> dict:
         "results": results,
         "render": render,
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, report)
     return report
 
 
