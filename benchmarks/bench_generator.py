@@ -70,8 +70,6 @@ def time_render(G, *, frames: int, size: int, batch: int, fp16: bool, seed: int)
     """Wall time of ``aging render``'s path: decode in batches, resize, caption, write a GIF."""
     import tempfile
 
-    import numpy as np
-
     from aging.render.video import VideoWriter, caption, decode
 
     gen = torch.Generator().manual_seed(seed)

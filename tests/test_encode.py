@@ -5,7 +5,6 @@ range of real photos; its targets are images G(w) of known latents.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

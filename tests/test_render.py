@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from aging.cli import main
 from aging.render.edits import layer_presets, lerp, mix, morph_ws, parse_layers, slerp
-from aging.render.video import RenderError, VideoWriter, check_ws, decode, nearest, read_video_frames
+from aging.render.video import RenderError, VideoWriter, check_ws, decode, read_video_frames
 from aging.stylegan.checkpoints import save_generator
 from aging.synthetic import SynthConfig, generate, write_dataset
 from tests.tiny import photo_generator

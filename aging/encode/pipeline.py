@@ -325,7 +325,6 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
         ``encoded``, ``skipped``, ``seconds``, ``photos_per_s``, ``mean_total`` (mean final loss of
         the photos encoded now), ``batch`` (final batch size), ``share`` ([start, stop)).
     """
-    import torch
     from tqdm.auto import tqdm
 
     from aging.encode.projector import plan_chains, project_sequence, w_stats

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aging.ages import DAYS_PER_YEAR
 from aging.models.base import AgeModel, ModelError, register
 from aging.models.components import select_components
 
