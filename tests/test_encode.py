@@ -345,6 +345,15 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     assert sorted(int(p.stem) for p in (tmp_path / "anna" / "latents").glob("*.npy")) == ages
     opts = json.loads((tmp_path / "anna" / pl.OPTIONS_NAME).read_text())
     assert opts["steps"] == 20 and opts["loss"] == "mse" and opts["resolution"] == 32
+    # the chart: PSNR and the latent step from the previous photo, over age
+    assert (tmp_path / "anna" / pl.CHART_NAME).stat().st_size > 10_000 and "encode.png" in r.output
+    rep = pl.encode_report(tmp_path / "anna")
+    assert list(rep["ages"]) == ages and rep["init"] == ["mean", "previous", "head", "previous"]
+    lat = [np.load(tmp_path / "anna" / "latents" / f"{a}.npy") for a in ages]
+    assert np.isnan(rep["steps"][0])
+    np.testing.assert_allclose(rep["steps"][1:], [np.sqrt(np.mean((b - a) ** 2)) for a, b in zip(lat, lat[1:])],
+                               rtol=1e-6)
+    assert (rep["psnr"] > 20).all()
     r = invoke(*args)
     assert r.exit_code == 0 and "nothing to do" in r.output
     # every photo from the mean, in batches of consecutive photos; a missing photo is redone

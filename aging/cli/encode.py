@@ -127,6 +127,15 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, l
     except EncodeError as exc:
         raise user_error(exc) from None
     who = f"rank {rank}/{world}: " if world > 1 else ""
+    chart = None
+    if rank == 0 and summary["encoded"]:  # other ranks may still be running: the chart shows what is done
+        from aging.encode.pipeline import CHART_NAME, encode_report
+        from aging.render.charts import plot_encode
+
+        report = encode_report(photos.out)
+        if report is not None:
+            chart = plot_encode(report["ages"], report["psnr"], report["steps"], report["init"],
+                                photos.out / CHART_NAME, title=f"aging encode {photos.out.name}")
     a, b = summary["share"]
     if summary["encoded"] == 0:
         click.echo(f"{who}nothing to do: all {b - a} photos of {photos.source} already have latents in "
@@ -135,7 +144,7 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, l
     click.echo(f"{who}encoded {summary['encoded']} photo{'s' if summary['encoded'] != 1 else ''} ({summary['skipped']} already done) in "
                f"{time.perf_counter() - t0:.1f} s ({summary['photos_per_s']:.3g} photos/s, final batch "
                f"{summary['batch']}); mean final {loss_spec} loss {summary['mean_total']:.4g}; "
-               f"wrote {photos.out / 'latents'}")
+               f"wrote {photos.out / 'latents'}" + (f" and {chart}" if chart else ""))
 
 
 COMMANDS = [encode]

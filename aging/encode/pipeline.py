@@ -37,6 +37,7 @@ import numpy as np
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 LOG_NAME = "encode.jsonl"
+CHART_NAME = "encode.png"
 OPTIONS_NAME = "encode.options.json"
 MANIFEST_NAME = "manifest.csv"  # written by aging fetch
 
@@ -251,6 +252,24 @@ def read_log(path: Path) -> dict[int, dict]:
             except (ValueError, KeyError, TypeError):
                 continue
     return out
+
+
+def encode_report(out: Path) -> dict | None:
+    """What :func:`aging.render.charts.plot_encode` draws, from ``out``'s finished photos:
+    ``ages``, ``psnr``, ``init`` (from ``encode.jsonl``) and ``steps`` (RMS W+ step from the
+    previous finished photo; NaN for the first). None when no photo is finished."""
+    log = read_log(Path(out) / LOG_NAME)
+    ages = [a for a in sorted(log) if (Path(out) / "latents" / f"{a}.npy").is_file()]
+    if not ages:
+        return None
+    steps = [float("nan")]
+    prev = np.load(Path(out) / "latents" / f"{ages[0]}.npy", allow_pickle=False)
+    for a in ages[1:]:
+        cur = np.load(Path(out) / "latents" / f"{a}.npy", allow_pickle=False)
+        steps.append(float(np.sqrt(np.mean(np.square(cur - prev)))) if cur.shape == prev.shape else float("nan"))
+        prev = cur
+    return dict(ages=np.array(ages), psnr=np.array([log[a].get("psnr", np.nan) for a in ages], dtype=float),
+                init=[str(log[a].get("init")) for a in ages], steps=np.array(steps))
 
 
 # ---------------------------------------------------------------------------------------------

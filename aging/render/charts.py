@@ -116,3 +116,32 @@ def plot_linearity(result: dict, path: str | Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_encode(ages_days: np.ndarray, psnr: np.ndarray, steps: np.ndarray, init: list[str],
+                path: str | Path, *, title: str = "") -> Path:
+    """Two panels over age: each photo's reconstruction PSNR (coloured by how it was started), and
+    the RMS W+ step from the previous photo (temporal consistency; spikes are bad frames or
+    chain junctions). ``steps[k]`` is the step from photo ``k - 1`` to ``k`` (NaN for the first)."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), dpi=110, sharex=True)
+    years = np.asarray(ages_days) / DAYS_PER_YEAR
+    colors = {"mean": "tab:red", "head": "tab:orange", "previous": "tab:blue"}
+    init = np.asarray(init)
+    for kind, color in colors.items():
+        sel = init == kind
+        if sel.any():
+            a1.plot(years[sel], np.asarray(psnr)[sel], ".", ms=4, color=color, label=f"started from: {kind}")
+    a1.set_ylabel("reconstruction PSNR (dB)")
+    a1.legend(fontsize=8)
+    a1.grid(alpha=0.3)
+    a1.set_title(title or "aging encode")
+    a2.plot(years, steps, "-", lw=0.8, color="0.3")
+    a2.set_xlabel("age (years)")
+    a2.set_ylabel("RMS W+ step from previous photo")
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
