@@ -21,6 +21,15 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write and close a figure; return its path."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
+
+
 def binned(ages_days: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None,
            bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean of ``values`` in ``bins`` equal-width age bins: (centres in years, means)."""
@@ -60,11 +69,7 @@ def plot_error_vs_age(series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_comparison_bars(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
@@ -85,11 +90,7 @@ def plot_comparison_bars(rows: list[dict], path: str | Path, *, title: str = "")
     ax.set_xlabel("test MSE per latent component")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_linearity(result: dict, path: str | Path) -> Path:
@@ -111,11 +112,7 @@ def plot_linearity(result: dict, path: str | Path) -> Path:
     a2.set_ylabel("variance of per-day steps")
     a2.set_title("step-variance spectrum")
     a2.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_encode(ages_days: np.ndarray, psnr: np.ndarray, steps: np.ndarray, init: list[str],
@@ -140,8 +137,4 @@ def plot_encode(ages_days: np.ndarray, psnr: np.ndarray, steps: np.ndarray, init
     a2.set_xlabel("age (years)")
     a2.set_ylabel("RMS W+ step from previous photo")
     a2.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
