@@ -16,12 +16,14 @@ Settings:
               each photo encoded independently, as in the original study. Timed on
               ``--study-photos`` photos spread over the sequence.
 ``defaults``  batch ``--batch`` (16), ``--steps`` (1000) for the chains' first photos and
-              ``--steps-after-first`` (100) for the others, ``previous`` init, mixed precision on
-              CUDA (``--no-amp`` to turn it off); all ``--photos`` photos.
+              ``--steps-after-first`` (100) for the others, ``previous`` init with ``--heads``
+              (best), mixed precision on CUDA (``--no-amp`` to turn it off); all ``--photos``
+              photos.
 
 Reported per setting: photos/s, seconds per photo, ms per (batch) step, peak memory (CUDA:
 ``max_memory_allocated``; CPU: the process's peak resident set, which only grows), and the final
-per-photo loss; then the speed-up and the losses of both settings on the photos both encoded.
+per-photo loss; then the speed-up and the losses of both settings on the photos both encoded, and
+the RMS photo-to-photo W+ step of the defaults within chains and where two chains meet.
 
 Examples::
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -45,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from aging.encode.losses import ImageLoss, working_resolution  # noqa: E402
 from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_STEPS, DEFAULT_STEPS_AFTER_FIRST,  # noqa: E402
-                                    project, project_sequence, w_stats)
+                                    HEADS, plan_chains, project, project_sequence, w_stats)
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.networks import Generator  # noqa: E402
 from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
@@ -69,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Toolkit: steps of the chains' first photos.")
     p.add_argument("--steps-after-first", type=int, default=DEFAULT_STEPS_AFTER_FIRST, help="Toolkit: steps of warm-started batches.")
     p.add_argument("--batch", type=int, default=16, help="Toolkit batch size.")
+    p.add_argument("--heads", choices=HEADS, default="best", help="Toolkit: where the chains' first photos start.")
+    p.add_argument("--chain-length", type=int, default=None, help="Toolkit: at most this many photos per chain.")
     p.add_argument("--lr-after-first", type=float, default=DEFAULT_LR_AFTER_FIRST,
                    help="Toolkit: peak lr of warm-started photos.")
     p.add_argument("--smooth", type=float, default=0.0, help="Toolkit: temporal smoothness weight.")
@@ -129,28 +134,42 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     project(G, targets[:args.batch], loss=loss, steps=3, w_std=w_std, fp16=amp)  # warm-up
     sync(device)
     reset_peak(device)
-    losses, batch_steps, batches = {}, 0, []
+    losses, batch_steps, batches, head_init = {}, 0, [], {}
     ws = torch.zeros(len(targets), G.num_ws, G.w_dim)
     t0 = time.perf_counter()
-    for idx, proj in project_sequence(G, targets, loss=loss, batch=args.batch, init="previous", steps=args.steps,
+    for idx, proj in project_sequence(G, targets, loss=loss, batch=args.batch, init="previous", heads=args.heads,
+                                      chain_length=args.chain_length, steps=args.steps,
                                       steps_after_first=args.steps_after_first, lr_after_first=args.lr_after_first,
                                       smooth=args.smooth, w_std=w_std, fp16=amp, seed=args.seed):
         losses.update(zip(idx, (float(v) for v in proj.losses["total"].cpu())))
+        if proj.info["init"] != "previous":  # how each chain's first photo ended up started
+            init = proj.info["init"]
+            head_init.update(zip(idx, init if isinstance(init, list) else [init] * len(idx)))
         ws[idx] = proj.ws.cpu()
-        batch_steps += proj.steps
+        batch_steps += proj.steps * (2 if isinstance(proj.info["init"], list) else 1)  # heads "best": two runs
         batches.append(len(idx))
     sync(device)
     sec = time.perf_counter() - t0
     n = len(targets)
+    heads = [c[0] for c in plan_chains(n, args.batch, args.chain_length)]
+    inner = [i for i in range(1, n) if i not in heads]
     return dict(photos=n, seconds=sec, photos_per_s=n / sec, s_per_photo=sec / n,
                 ms_per_step=1000 * sec / batch_steps, batch=args.batch, batches=batches, steps=args.steps,
-                steps_after_first=args.steps_after_first, amp=amp, peak_memory_bytes=peak_memory(device),
-                losses=dict(sorted(losses.items())), step_rms=step_rms(ws, w_std))
+                steps_after_first=args.steps_after_first, heads=args.heads, chain_heads=heads, head_init=head_init,
+                amp=amp, peak_memory_bytes=peak_memory(device), losses=dict(sorted(losses.items())),
+                step_rms=step_rms(ws, w_std), step_rms_within_chains=step_rms(ws, w_std, inner),
+                step_rms_where_chains_meet=step_rms(ws, w_std, heads[1:]))
 
 
-def step_rms(ws: torch.Tensor, w_std: float) -> float:
-    """Root-mean-square photo-to-photo W+ step of a sequence, in per-component stds of w."""
-    return float(ws.diff(dim=0).square().mean().sqrt() / w_std)
+def step_rms(ws: torch.Tensor, w_std: float, at: list[int] | None = None) -> float:
+    """Root-mean-square photo-to-photo W+ step of a sequence, in per-component stds of w (``at``:
+    only the steps into these photos)."""
+    steps = ws.diff(dim=0)  # steps[i - 1]: from photo i - 1 to photo i
+    if at is not None:
+        if not at:
+            return float("nan")
+        steps = steps[[i - 1 for i in at]]
+    return float(steps.square().mean().sqrt() / w_std)
 
 
 def main(argv=None) -> dict:
@@ -191,8 +210,10 @@ def main(argv=None) -> dict:
 
     line("study", study)
     line("defaults", defaults)
-    print(f"defaults: RMS photo-to-photo W+ step {defaults['step_rms']:.4g} w-stds (true motion per photo "
-          f"{args.motion / max(args.photos - 1, 1):.4g})")
+    print(f"defaults: RMS photo-to-photo W+ step {defaults['step_rms']:.4g} w-stds: within chains "
+          f"{defaults['step_rms_within_chains']:.4g}, where chains meet {defaults['step_rms_where_chains_meet']:.4g} "
+          f"(true motion per photo {args.motion / max(args.photos - 1, 1):.4g}); chains' first photos started from: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(Counter(defaults['head_init'].values()).items())))
     print(f"speed-up (photos/s) {speedup:.1f}x;  on the {len(common)} photos both encoded {common}: "
           f"study loss {s_loss:.4g}, defaults loss {d_loss:.4g} ({'no worse' if d_loss <= s_loss else 'WORSE'}; "
           f"ratio {d_loss / s_loss:.3f})")

@@ -52,8 +52,11 @@ def slow_sequence(G, n, w_std, *, seed=3, motion=0.1):
     return w0 + torch.linspace(0, 1, n)[:, None, None] * d  # [n, num_ws, w_dim]
 
 
-def step_variance(ws):
+def step_variance(ws, skip=()):
+    """Variance of the photo-to-photo W+ steps (``skip``: photos whose step from the previous is left out)."""
     steps = ws.diff(dim=0)
+    keep = [k for k in range(len(steps)) if k + 1 not in skip]
+    steps = steps[keep]
     return (steps - steps.mean(0)).square().mean().item()
 
 
@@ -84,6 +87,13 @@ def test_plan_chains():
     assert pj.plan_chains(0, 4) == []
     chains = pj.plan_chains(780, 16)
     assert len(chains) == 16 and sum(map(len, chains)) == 780 and chains[-1][-1] == 779
+    # max_length: more chains than the batch when the batch's chains would be too long
+    assert pj.plan_chains(8, 2, max_length=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert pj.plan_chains(8, 3, max_length=5) == pj.plan_chains(8, 3)
+    chains = pj.plan_chains(780, 16, max_length=20)
+    assert len(chains) == 39 and max(map(len, chains)) == 20 and sum(map(len, chains)) == 780
+    with pytest.raises(ValueError):
+        pj.plan_chains(8, 2, max_length=0)
 
 
 def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse):
@@ -91,8 +101,8 @@ def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse)
     with torch.no_grad():
         targets = G.synthesis(slow_sequence(G, n, w_std))
 
-    def run(init, after, smooth=0.0):
-        out = list(pj.project_sequence(G, targets, loss=mse, batch=batch, init=init, steps=steps,
+    def run(init, after, smooth=0.0, heads="best"):
+        out = list(pj.project_sequence(G, targets, loss=mse, batch=batch, init=init, heads=heads, steps=steps,
                                        steps_after_first=after, w_std=w_std, smooth=smooth))
         ws = torch.zeros(n, G.num_ws, G.w_dim)
         loss = torch.zeros(n)
@@ -103,27 +113,43 @@ def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse)
     out, ws_mean, loss_mean = run("mean", steps)
     assert [idx for idx, _ in out] == [[k, k + 1] for k in range(0, n, 2)]
     assert all(p.steps == steps and p.info["init"] == "mean" for _, p in out)
-    # two chains side by side: the first head alone, the second head from its latent (the root),
-    # then a batch holds the next photo of each chain, started from its predecessor
+    # two chains side by side (heads="best"): the first head alone, the second from its latent
+    # (the root) and from the mean, keeping the lower loss; then a batch holds the next photo of
+    # each chain, started from its predecessor
     out, ws_prev, loss_prev = run("previous", steps // 3)
     assert [idx for idx, _ in out] == [[0], [6]] + [[k, k + 6] for k in range(1, 6)]
-    assert [p.info["init"] for _, p in out] == ["mean", "head"] + ["previous"] * 5
+    assert [p.info["init"] for _, p in out][:1] == ["mean"] and out[1][1].info["init"] in (["head"], ["mean"])
+    assert [p.info["init"] for _, p in out][2:] == ["previous"] * 5
     assert [p.steps for _, p in out] == [steps, steps] + [steps // 3] * 5
+    assert loss_prev[6] <= loss_mean[6] * 1.01  # a head is no worse than from the mean
     warm = [k for k in range(n) if k not in (0, 6)]
     assert loss_prev[warm].mean() <= loss_mean[warm].mean(), (loss_prev, loss_mean)
     assert step_variance(ws_prev) < step_variance(ws_mean)
     # the smoothness term makes the steps smoother still, and the reconstructions stay near-exact
     _, ws_smooth, loss_smooth = run("previous", steps // 3, smooth=0.001)
     assert step_variance(ws_smooth) < 0.75 * step_variance(ws_prev)
-    assert step_variance(ws_smooth) < 0.5 * step_variance(ws_mean)
+    assert step_variance(ws_smooth, skip=[6]) < 0.25 * step_variance(ws_mean)  # within the chains
     assert (10 * torch.log10(4 / loss_smooth)).min() > 45  # PSNR (dB) of the mse loss
+    # heads="mean": both heads from the mean in one batch (as init mean): the chains meet with a
+    # larger jump; heads="root": the second head from the root only
+    out, ws_heads, loss_heads = run("previous", steps // 3, heads="mean")
+    assert [idx for idx, _ in out] == [[0, 6]] + [[k, k + 6] for k in range(1, 6)]
+    assert [p.info["init"] for _, p in out] == ["mean"] + ["previous"] * 5
+    torch.testing.assert_close(loss_heads[[0, 6]], loss_mean[[0, 6]])
+    jump = lambda ws: (ws[6] - ws[5]).square().mean().item()  # noqa: E731
+    assert jump(ws_prev) < 0.5 * jump(ws_heads)
+    assert step_variance(ws_heads, skip=[6]) < step_variance(ws_mean)  # within the chains
+    out, ws_root, loss_root = run("previous", steps // 3, heads="root")
+    assert [idx for idx, _ in out] == [[0], [6]] + [[k, k + 6] for k in range(1, 6)]
+    assert [p.info["init"] for _, p in out] == ["mean", "head"] + ["previous"] * 5
+    assert jump(ws_root) < 0.5 * jump(ws_heads)
 
 
 def test_warm_start_continues_from_given_starts(G, w_std, mse):
     """``starts`` and ``root`` resume chains: continuing from finished photos repeats the run exactly."""
     with torch.no_grad():
         targets = G.synthesis(slow_sequence(G, 4, w_std))
-    kw = dict(loss=mse, batch=2, steps=20, steps_after_first=5, w_std=w_std)
+    kw = dict(loss=mse, batch=2, steps=20, steps_after_first=5, w_std=w_std, heads="root")
     full = {tuple(idx): p for idx, p in pj.project_sequence(G, targets, **kw)}
     assert list(full) == [(0,), (2,), (1, 3)]
     root = full[(0,)].latents[0]
@@ -188,14 +214,14 @@ def test_batch_halves_on_out_of_memory(G, w_std, mse, monkeypatch):
     monkeypatch.setattr(pj, "project", fake)
     targets = G.synthesis(random_ws(G, 6, seed=2))
     halved = []
-    out = list(pj.project_sequence(G, targets, loss=mse, batch=4, steps=3, steps_after_first=2, w_std=w_std,
-                                   on_oom=lambda old, new: halved.append((old, new))))
+    out = list(pj.project_sequence(G, targets, loss=mse, batch=4, heads="mean", steps=3, steps_after_first=2,
+                                   w_std=w_std, on_oom=lambda old, new: halved.append((old, new))))
     assert halved == [(4, 2)]
-    # chains [0, 1], [2, 3], [4, 5]: the first head alone, the other two heads, then the chains'
-    # next photos: 3 fail, so 2, then 1
-    assert [idx for idx, _ in out] == [[0], [2, 4], [1, 3], [5]]
-    assert seen == [1, 2, 3, 2, 1]
-    assert [p.info["init"] for _, p in out] == ["mean", "head", "previous", "previous"]
+    # chains [0, 1], [2, 3], [4, 5]: the three heads (from the mean, one batch) fail, so 2, then
+    # 1; then the chains' next photos at the smaller size
+    assert [idx for idx, _ in out] == [[0, 2], [4], [1, 3], [5]]
+    assert seen == [3, 2, 1, 2, 1]
+    assert [p.info["init"] for _, p in out] == ["mean", "mean", "previous", "previous"]
 
     def broken(G_, targets, **kw):
         raise RuntimeError("something else")
@@ -234,14 +260,15 @@ def run_kw(**kw):
     return base
 
 
-@pytest.mark.parametrize("space,kill_after", [("wplus", 1), ("wplus", 2), ("z", 2)])
+@pytest.mark.parametrize("space,kill_after,heads", [("wplus", 1, "best"), ("wplus", 2, "best"), ("z", 2, "best"),
+                                                   ("wplus", 1, "mean"), ("wplus", 1, "root")])
 def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_std, mse, tmp_path, monkeypatch,
-                                                                         space, kill_after):
+                                                                         space, kill_after, heads):
     import aging.synthetic
 
     ages = write_photos(G, tmp_path / "subj" / "aligned", 8, w_std)
     full = pl.find_photos(tmp_path / "subj", out=tmp_path / "full")
-    pl.encode_photos(G, full, loss=mse, **run_kw(space=space))
+    pl.encode_photos(G, full, loss=mse, **run_kw(space=space, heads=heads))
 
     writes = []
     real_save = aging.synthetic.save_npy_atomic
@@ -260,13 +287,21 @@ def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_st
 
     part = pl.find_photos(tmp_path / "subj", out=tmp_path / "part")
     with pytest.raises(KeyboardInterrupt):
-        pl.encode_photos(G, part, loss=mse, on_batch=kill, **run_kw(space=space))
-    # chains [0, 1, 2], [3, 4, 5], [6, 7]: the first head alone, then the other heads from its latent
-    heads = [ages[0], ages[3], ages[6]]
-    assert batches == [[ages[0]], [ages[3], ages[6]]][:kill_after]
+        pl.encode_photos(G, part, loss=mse, on_batch=kill, **run_kw(space=space, heads=heads))
+    # chains [0, 1, 2], [3, 4, 5], [6, 7]. heads="mean": the three heads in one batch from the
+    # mean, then the second photo of each chain; "root": the first head alone, then the other
+    # heads from its latent; "best": as root, each of those from the mean too, the better kept
+    first = [ages[0], ages[3], ages[6]]
+    if heads == "mean":
+        expect = [first, [ages[1], ages[4], ages[7]]]
+        init_of = ["mean", "previous", "previous", "mean", "previous", "previous", "mean", "previous"]
+    else:
+        expect = [first[:1], first[1:]]
+        init_of = ["mean", "previous", "previous", "head", "previous", "previous", "head", "previous"]
+    assert batches == expect[:kill_after]
     written = sorted(p.name for p in (tmp_path / "part" / "latents").iterdir())
-    assert written == [f"{a}.npy" for a in heads[:1 if kill_after == 1 else 3]]
-    summary = pl.encode_photos(G, part, loss=mse, **run_kw(space=space))
+    assert written == sorted(f"{a}.npy" for b in expect[:kill_after] for a in b)
+    summary = pl.encode_photos(G, part, loss=mse, **run_kw(space=space, heads=heads))
     assert summary["encoded"] == 8 - len(written) and summary["skipped"] == len(written)
 
     lat = [w for w in writes if w.startswith("latents/")]
@@ -278,17 +313,19 @@ def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_st
         assert (tmp_path / "part" / "recon" / f"{a}.png").is_file()
     log = [json.loads(line) for line in (tmp_path / "part" / pl.LOG_NAME).read_text().splitlines()]
     assert sorted(r["age_days"] for r in log) == ages
-    assert [r["age_days"] for r in log[:3]] == heads  # written batch by batch
+    assert [r["age_days"] for r in log[:3]] == first  # written batch by batch
     init = {r["age_days"]: r["init"] for r in log}
-    assert [init[a] for a in ages] == ["mean", "previous", "previous", "head", "previous", "previous", "head",
-                                       "previous"]
+    if heads == "best":  # whichever start ended lower
+        assert init[ages[3]] in ("head", "mean") and init[ages[6]] in ("head", "mean")
+        init_of[3], init_of[6] = init[ages[3]], init[ages[6]]
+    assert [init[a] for a in ages] == init_of
     assert all(r["steps"] == (10 if r["init"] == "previous" else 30) for r in log)
     assert all(r["space"] == space and np.isfinite(r["losses"]["total"]) for r in log)
     leftovers = [p for p in (tmp_path / "part").rglob(".*")]
     assert not leftovers  # no temporary files
     # a third run has nothing to do and touches nothing
     writes.clear()
-    assert pl.encode_photos(G, part, loss=mse, **run_kw(space=space))["encoded"] == 0 and not writes
+    assert pl.encode_photos(G, part, loss=mse, **run_kw(space=space, heads=heads))["encoded"] == 0 and not writes
 
 
 def test_shard_and_dist_env():
@@ -348,7 +385,8 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     # the chart: PSNR and the latent step from the previous photo, over age
     assert (tmp_path / "anna" / pl.CHART_NAME).stat().st_size > 10_000 and "encode.png" in r.output
     rep = pl.encode_report(tmp_path / "anna")
-    assert list(rep["ages"]) == ages and rep["init"] == ["mean", "previous", "head", "previous"]
+    assert list(rep["ages"]) == ages and rep["init"][:2] == ["mean", "previous"] and rep["init"][3] == "previous"
+    assert rep["init"][2] in ("head", "mean")  # --heads best: from the first photo's latent, or the mean
     lat = [np.load(tmp_path / "anna" / "latents" / f"{a}.npy") for a in ages]
     assert np.isnan(rep["steps"][0])
     np.testing.assert_allclose(rep["steps"][1:], [np.sqrt(np.mean((b - a) ** 2)) for a, b in zip(lat, lat[1:])],
@@ -364,6 +402,13 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     assert r.exit_code == 0 and "encoded 1 photo (3 already done)" in r.output, r.output
     log = [json.loads(line) for line in (tmp_path / "mean" / pl.LOG_NAME).read_text().splitlines()]
     assert [r["init"] for r in log] == ["mean"] * 4 and [r["batch"] for r in log] == [2, 2, 2, 2]
+    # --chain-length 1 --heads mean: every photo a chain of its own, from the mean, as --init mean
+    r = invoke(*args, "--chain-length", "1", "--heads", "mean", "-o", tmp_path / "short")
+    assert r.exit_code == 0 and "encoded 4 photos" in r.output, r.output
+    assert json.loads((tmp_path / "short" / pl.OPTIONS_NAME).read_text())["chain_length"] == 1
+    for a in ages:
+        np.testing.assert_array_equal(np.load(tmp_path / "short" / "latents" / f"{a}.npy"),
+                                      np.load(tmp_path / "mean" / "latents" / f"{a}.npy"))
     # the latents form a latent dataset of the usual format
     from aging.latents import load_subject
 

@@ -315,8 +315,9 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: int, batch: int, space: str,
-                  init: str, lr: float, lr_after_first: float = 0.05, smooth: float = 0.0, mean_reg: float = 0.0,
-                  clip: float = 3.0, fp16: bool = False, seed: int = 0, rank: int = 0, world: int = 1, progress: bool = True,
+                  init: str, lr: float, heads: str = "best", chain_length: int | None = None,
+                  lr_after_first: float = 0.05, smooth: float = 0.0, mean_reg: float = 0.0, clip: float = 3.0,
+                  fp16: bool = False, seed: int = 0, rank: int = 0, world: int = 1, progress: bool = True,
                   on_batch: Callable[[list[int]], None] | None = None,
                   echo: Callable[[str], None] | None = None) -> dict:
     """Encode this rank's share of ``photos`` that have no latent yet; write their files.
@@ -327,7 +328,8 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     photos : PhotoSet
     loss : ImageLoss
         Its working resolution is the size photos are read at.
-    steps, steps_after_first, batch, space, init, lr, lr_after_first, smooth, mean_reg, clip, fp16, seed
+    steps, steps_after_first, batch, space, init, heads, chain_length, lr, lr_after_first, smooth, mean_reg,
+    clip, fp16, seed
         See :func:`aging.encode.projector.project_sequence` and :func:`~.projector.project`.
     rank, world : int
         This process's share of the photos (see :func:`shard`).
@@ -371,7 +373,7 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     # The share's chains are planned over all its photos (finished or not), so a resumed run
     # continues every chain from its last finished photo, in the same batches.
     chains, starts, offsets = [], [], []
-    for chain in plan_chains(b - a, batch):
+    for chain in plan_chains(b - a, batch, chain_length):
         chain = [a + k for k in chain]
         for pos, i in enumerate(chain):
             if done[i]:
@@ -386,8 +388,9 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
             starts.append(start)
             offsets.append(pos if init == "previous" else 0)
 
-    root = None  # the first head's latent, from which the other heads start (see project_sequence)
-    if init == "previous" and done[a] and any(c[0] != a and starts[k] is None for k, c in enumerate(chains)):
+    root = None  # heads "root"/"best": the first head's latent, from which the other heads start (see project_sequence)
+    if (init == "previous" and heads != "mean" and done[a]
+            and any(c[0] != a and starts[k] is None for k, c in enumerate(chains))):
         root = _load_start(G, photos.ages[a], space, lat_dir, z_dir)
 
     t_start = time.perf_counter()
@@ -406,11 +409,11 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
             bar.set_postfix(step=step + 1, loss=f"{per_photo.mean().item():.4g}", refresh=True)
 
     try:
-        seq = project_sequence(G, PhotoTargets(photos.paths, res), loss=loss, batch=batch, init=init, steps=steps,
-                               steps_after_first=steps_after_first, space=space, chains=chains, starts=starts,
-                               root=root, offsets=offsets,
-                               keys=photos.ages, seed=seed, lr=lr, lr_after_first=lr_after_first, smooth=smooth,
-                               mean_reg=mean_reg, clip=clip, fp16=fp16, w_std=w_std, on_oom=on_oom, callback=callback)
+        seq = project_sequence(G, PhotoTargets(photos.paths, res), loss=loss, batch=batch, init=init, heads=heads,
+                               steps=steps, steps_after_first=steps_after_first, space=space, chains=chains,
+                               starts=starts, root=root, offsets=offsets, keys=photos.ages, seed=seed, lr=lr,
+                               lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, fp16=fp16,
+                               w_std=w_std, on_oom=on_oom, callback=callback)
         for idx, proj in seq:
             ages = [photos.ages[i] for i in idx]
             _write_batch(ages, [photos.paths[i] for i in idx], proj, out=out, space=space, rank=rank,
@@ -465,6 +468,8 @@ def _write_batch(ages: list[int], paths: list[Path], proj, *, out: Path, space: 
     ws = proj.ws.cpu().numpy().astype(np.float32)  # [n, num_ws, w_dim]
     lat = proj.latents.cpu().numpy().astype(np.float32)
     n = len(ages)
+    init = proj.info.get("init")
+    inits = list(init) if isinstance(init, (list, tuple)) else [init] * n
     for k, age in enumerate(ages):
         save_png_atomic(out / "recon" / f"{age}.png", recon[k])
         if space == "z":
@@ -476,6 +481,6 @@ def _write_batch(ages: list[int], paths: list[Path], proj, *, out: Path, space: 
                    losses={name: float(v[k]) for name, v in proj.losses.items()},
                    psnr=round(float(proj.info["psnr"][k]), 3),
                    steps=int(proj.steps), seconds=round(proj.seconds / n, 4), batch=n,
-                   init=proj.info.get("init"), space=space, rank=rank)
+                   init=inits[k], space=space, rank=rank)
         lines.append(json.dumps(rec))
     append_lines(out / LOG_NAME, lines)

@@ -43,6 +43,7 @@ from aging.encode.losses import ImageLoss, PreparedTargets, psnr, resize
 
 SPACES = ("wplus", "w", "z")
 INITS = ("mean", "previous")
+HEADS = ("best", "mean", "root")
 
 DEFAULT_STEPS = 1000
 DEFAULT_STEPS_AFTER_FIRST = 100
@@ -333,6 +334,25 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, step
 # Sequences
 
 
+def _lower_loss(a: Projection, b: Projection) -> Projection:
+    """Per photo, the projection of ``a`` or ``b`` (same photos, objective and steps) with the lower
+    final objective (``a`` on ties); ``info["init"]`` becomes a list, one entry per photo."""
+    key = "objective" if "objective" in a.losses else "total"
+    take_b = b.losses[key] < a.losses[key]  # [N]
+
+    def pick(x, y):
+        return torch.where(take_b.view(-1, *[1] * (x.ndim - 1)).to(x.device), y, x)
+
+    losses = {}
+    for name in a.losses:
+        losses[name] = pick(a.losses[name], b.losses[name])
+    info = {**a.info, "psnr": pick(a.info["psnr"], b.info["psnr"]),
+            "init": [b.info["init"] if t else a.info["init"] for t in take_b.tolist()]}
+    return Projection(latents=pick(a.latents, b.latents), ws=pick(a.ws, b.ws), losses=losses,
+                      images=pick(a.images, b.images), history=pick(a.history.T, b.history.T).T, steps=a.steps,
+                      seconds=a.seconds + b.seconds, space=a.space, info=info)
+
+
 def batch_generator(seed: int, key: int, device="cpu") -> torch.Generator:
     """A ``torch.Generator`` seeded from ``(seed, key)``: a batch's randomness depends only on the
     run's seed and its first photo (so a resumed run repeats it exactly)."""
@@ -347,23 +367,28 @@ def is_out_of_memory(exc: BaseException) -> bool:
                                                        and "CUDA out of memory" in str(exc))
 
 
-def plan_chains(n: int, batch: int) -> list[list[int]]:
-    """Split photos ``0..n-1`` (age order) into at most ``batch`` contiguous chains of equal length.
+def plan_chains(n: int, batch: int, max_length: int | None = None) -> list[list[int]]:
+    """Split photos ``0..n-1`` (age order) into contiguous chains of (nearly) equal length.
 
-    ``plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``. The chains are optimised side by side:
-    round ``t`` is the ``t``-th photo of every chain, one batch.
+    ``batch`` chains (fewer if ``n < batch``), or more if that is what it takes to keep every
+    chain at most ``max_length`` photos long. ``plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``,
+    ``plan_chains(8, 2, max_length=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``. The chains are
+    optimised side by side: round ``t`` is the ``t``-th photo of every chain, in batches of
+    ``batch``.
     """
-    if n < 0 or batch < 1:
-        raise ValueError(f"need n >= 0 and batch >= 1, got {n}, {batch}")
+    if n < 0 or batch < 1 or (max_length is not None and max_length < 1):
+        raise ValueError(f"need n >= 0, batch >= 1 and max_length >= 1, got {n}, {batch}, {max_length}")
     if n == 0:
         return []
-    length = -(-n // batch)
+    count = max(batch, -(-n // max_length)) if max_length else batch
+    length = -(-n // count)
     return [list(range(i, min(i + length, n))) for i in range(0, n, length)]
 
 
 def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, init: str = "previous",
-                     steps: int = DEFAULT_STEPS, steps_after_first: int | None = DEFAULT_STEPS_AFTER_FIRST,
-                     space: str = "wplus", chains: list[list[int]] | None = None,
+                     heads: str = "best", steps: int = DEFAULT_STEPS,
+                     steps_after_first: int | None = DEFAULT_STEPS_AFTER_FIRST, space: str = "wplus",
+                     chains: list[list[int]] | None = None, chain_length: int | None = None,
                      starts: list[torch.Tensor | None] | None = None, root: torch.Tensor | None = None,
                      offsets: list[int] | None = None, keys: Sequence[int] | None = None,
                      lr: float = DEFAULT_LR, lr_after_first: float = DEFAULT_LR_AFTER_FIRST, seed: int = 0,
@@ -377,11 +402,24 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
     chain, with ``steps_after_first`` updates at ``lr_after_first``. So every warm-started photo
     starts from its immediate predecessor (consecutive photos of a time-lapse are nearly the same
     face) while the batch stays full. The chains' first photos (those without an entry in
-    ``starts``) come first: the first of them alone from :func:`mean_latents` with ``steps``
-    updates at ``lr`` (init ``mean``), then the others together from its latent, the *root*, with
-    ``steps`` updates at ``lr_after_first`` (init ``head``). Every chain thus descends from one
-    solution, which keeps the chains' latents comparable where they meet. With ``init="mean"``
-    every photo starts from the mean, in batches of consecutive photos.
+    ``starts``), the *heads*, come first, from ``steps`` updates:
+
+    ``heads="root"``
+        the first head alone from the mean; then the others together from its latent, the
+        *root*, with ``steps`` updates at ``lr_after_first`` (init ``head``): every chain descends
+        from one solution, so the chains meet with small jumps; but a head far (in age) from the
+        first photo may stay in a basin that suits it less than the one found from the mean.
+    ``heads="mean"``
+        every head from :func:`mean_latents` with ``steps`` updates at ``lr`` (init ``mean``),
+        all in one batch: each chain starts as well as an independent encoding of its first
+        photo, at the price of a jump where two chains meet (two independent solutions).
+    ``heads="best"`` (default)
+        as ``root``, but every head after the first is also projected from the mean (same
+        objective and steps) and keeps whichever ends with the lower objective: never worse than
+        an independent encoding, and a jump only where the root's basin is worse (twice the
+        heads' cost).
+
+    With ``init="mean"`` every photo starts from the mean, in batches of consecutive photos.
 
     Parameters
     ----------
@@ -392,11 +430,13 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
         Photos optimised together (and the number of chains by default). Halved (down to 1)
         whenever CUDA runs out of memory; the failed batch is retried and the smaller size kept.
     init : {"mean", "previous"}
+    heads : {"best", "mean", "root"}
+        Where the chains' first photos start (see above).
     steps, steps_after_first : int
         Updates of photos started from the mean, and of warm-started photos (default ``steps``).
     chains : list of lists of int, optional
         The chains (indices into ``targets``, each in age order, disjoint). Default
-        :func:`plan_chains` ``(len(targets), batch)``. Photos outside every chain are not
+        :func:`plan_chains` ``(len(targets), batch, chain_length)``. Photos outside every chain are not
         projected (``init="mean"``: the photos to project, each on its own).
     starts : list, optional
         One entry per chain: the latent (in ``space``) of the photo just before the chain, e.g.
@@ -406,8 +446,8 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
         position in the chain it continues, so that its batches are those of an uninterrupted run
         (and its results bit-identical).
     root : tensor [*space_shape], optional
-        The root latent (when resuming: that of the first chain's first photo); default: found
-        by projecting the first chain's first photo from the mean.
+        ``heads="root"``: the root latent (when resuming: that of the first chain's first photo);
+        default: found by projecting the first chain's first photo from the mean.
     lr, lr_after_first : float
         Peak learning rates of photos started from the mean and of warm-started photos. Adam's
         first updates move every component by about the learning rate, whatever its gradient, so
@@ -417,7 +457,7 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
         key of its first photo (:func:`batch_generator`). Default: the indices.
     smooth : float
         Temporal smoothness weight: the squared W+ step from the photo's predecessor in its chain
-        (a head: from the root; see :func:`project`; photos started from the mean have none).
+        (see :func:`project`); for the chains' first photos, from the root (``heads="mean"``: none).
     on_oom : callable(old_batch, new_batch), optional
         Told when the batch size is halved.
     **project_kw
@@ -426,6 +466,8 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if heads not in HEADS:
+        raise ValueError(f"heads must be one of {HEADS}, got {heads!r}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if steps_after_first is None:
@@ -435,7 +477,7 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
     if len(keys) != n:
         raise ValueError(f"{len(keys)} keys for {n} targets")
     if chains is None:
-        chains = plan_chains(n, batch) if init == "previous" else [list(range(n))]
+        chains = plan_chains(n, batch, chain_length) if init == "previous" else [list(range(n))]
     if init == "mean":  # every photo on its own, in batches of consecutive photos
         chains, starts, offsets = [[i] for c in chains for i in c], None, None
     chains = [list(c) for c in chains if len(c)]
@@ -455,33 +497,42 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
     state = {"batch": batch, "root": None if root is None else root.detach().float().to(device)}
 
     def anchors(part: list[int], kind: str) -> torch.Tensor | None:
-        """W+ latents the smoothness term pulls toward: the predecessor's, or the root's for a head."""
-        if smooth <= 0 or kind == "mean":
+        """W+ latents the smoothness term pulls toward: the predecessors', or the root's for a head."""
+        if smooth <= 0 or kind == "mean" or (kind == "head" and state["root"] is None):
             return None
         if kind == "head":
             with torch.no_grad():
                 return to_ws(G, state["root"].unsqueeze(0), space).expand(len(part), -1, -1)
         return torch.stack([prev_ws[c] for c in part])
 
+    def attempt(part: list[int], idx: list[int], kind: str, anchor_kind: str | None = None) -> Projection:
+        if kind == "head":
+            init_ = state["root"].unsqueeze(0).repeat(len(part), *[1] * state["root"].ndim)
+        elif kind == "previous":
+            init_ = torch.stack([prev_latent[c] for c in part])
+        else:
+            init_ = None
+        proj = project(G, targets[idx], loss=loss, space=space, w_std=w_std, smooth=smooth,
+                       steps=steps_after_first if kind == "previous" else steps,
+                       lr=lr if kind == "mean" else lr_after_first, init=init_,
+                       anchor=anchors(part, anchor_kind or kind),
+                       generator=batch_generator(seed, keys[idx[0]]), **project_kw)
+        proj.info.update(init=kind)
+        return proj
+
     def run(group: list[int], t: int, kind: str):
-        """Project photo ``t`` of the chains in ``group``; ``kind``: mean, head (from the root) or previous."""
+        """Project photo ``t`` of the chains in ``group``; ``kind``: mean, head (from the root),
+        best (both, the lower loss kept) or previous."""
         k = 0
         while k < len(group):
             part = group[k:k + state["batch"]]
             idx = [chains[c][t - offsets[c]] for c in part]
-            warm = kind != "mean"
-            if kind == "head":
-                init_ = state["root"].unsqueeze(0).repeat(len(part), *[1] * state["root"].ndim)
-            elif kind == "previous":
-                init_ = torch.stack([prev_latent[c] for c in part])
-            else:
-                init_ = None
             try:
-                proj = project(
-                    G, targets[idx], loss=loss, space=space, w_std=w_std, smooth=smooth,
-                    steps=steps_after_first if kind == "previous" else steps, lr=lr_after_first if warm else lr,
-                    init=init_, anchor=anchors(part, kind), generator=batch_generator(seed, keys[idx[0]]),
-                    **project_kw)
+                if kind == "best":
+                    # the same objective (smoothness: toward the root) from two starts
+                    proj = _lower_loss(attempt(part, idx, "head"), attempt(part, idx, "mean", "head"))
+                else:
+                    proj = attempt(part, idx, kind)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
                 if not is_out_of_memory(exc) or state["batch"] == 1:
                     raise
@@ -493,7 +544,7 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
                     on_oom(state["batch"], new)
                 state["batch"] = new
                 continue
-            proj.info.update(init=kind, batch=len(idx))
+            proj.info.update(batch=len(idx))
             yield idx, proj
             for m, c in enumerate(part):
                 prev_latent[c] = proj.latents[m]
@@ -507,12 +558,12 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
         members = [c for c in range(len(chains)) if offsets[c] <= t < offsets[c] + len(chains[c])]
         cold = [c for c in members if prev_latent[c] is None]
         warm = [c for c in members if prev_latent[c] is not None]
-        if cold and init == "previous":
+        if cold and init == "previous" and heads != "mean":
             if state["root"] is None and len(cold) > 1:  # the first head alone, the root of the others
                 yield from run(cold[:1], t, "mean")
                 state["root"] = prev_latent[cold[0]]
                 cold = cold[1:]
-            yield from run(cold, t, "mean" if state["root"] is None else "head")
+            yield from run(cold, t, "mean" if state["root"] is None else "head" if heads == "root" else "best")
         else:
             yield from run(cold, t, "mean")
         yield from run(warm, t, "previous")
