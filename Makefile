@@ -48,8 +48,8 @@ bench-fetch: $(STAMP) ## Benchmark of aging fetch (600-photo 720p video built fr
 	$(BIN)/python benchmarks/bench_fetch.py --json benchmarks/results/fetch.json
 
 bench-encode: $(STAMP) ## Benchmark of aging encode: study setting vs defaults (CPU: 64 px tiny generator)
-	$(BIN)/python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 \
-		--study-photos 2 --json benchmarks/results/encode_cpu64.json
+	$(BIN)/python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 \
+		--study-photos 4 --json benchmarks/results/encode_cpu64.json
 
 clean: ## Remove the virtual environment and generated outputs (keeps data/)
 	rm -rf $(VENV) runs benchmarks/results .pytest_cache

@@ -126,7 +126,8 @@ def run_study(G, targets, idx, loss, args, w_std, device) -> dict:
     sec = time.perf_counter() - t0
     n = len(idx)
     return dict(photos=n, seconds=sec, photos_per_s=n / sec, s_per_photo=sec / n,
-                ms_per_step=1000 * sec / (n * args.study_steps), batch=1, steps=args.study_steps,
+                ms_per_step=1000 * sec / (n * args.study_steps), photo_steps_per_photo=args.study_steps, batch=1,
+                steps=args.study_steps,
                 peak_memory_bytes=peak_memory(device), losses=dict(zip(map(int, idx), losses)))
 
 
@@ -134,7 +135,7 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     project(G, targets[:args.batch], loss=loss, steps=3, w_std=w_std, fp16=amp)  # warm-up
     sync(device)
     reset_peak(device)
-    losses, batch_steps, batches, head_init = {}, 0, [], {}
+    losses, batch_steps, photo_steps, batches, head_init = {}, 0, 0, [], {}
     ws = torch.zeros(len(targets), G.num_ws, G.w_dim)
     t0 = time.perf_counter()
     for idx, proj in project_sequence(G, targets, loss=loss, batch=args.batch, init="previous", heads=args.heads,
@@ -146,7 +147,9 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
             init = proj.info["init"]
             head_init.update(zip(idx, init if isinstance(init, list) else [init] * len(idx)))
         ws[idx] = proj.ws.cpu()
-        batch_steps += proj.steps * (2 if isinstance(proj.info["init"], list) else 1)  # heads "best": two runs
+        runs = 2 if isinstance(proj.info["init"], list) else 1  # heads "best": two runs
+        batch_steps += proj.steps * runs
+        photo_steps += proj.steps * runs * len(idx)
         batches.append(len(idx))
     sync(device)
     sec = time.perf_counter() - t0
@@ -154,7 +157,8 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     heads = [c[0] for c in plan_chains(n, args.batch, args.chain_length)]
     inner = [i for i in range(1, n) if i not in heads]
     return dict(photos=n, seconds=sec, photos_per_s=n / sec, s_per_photo=sec / n,
-                ms_per_step=1000 * sec / batch_steps, batch=args.batch, batches=batches, steps=args.steps,
+                ms_per_step=1000 * sec / batch_steps, photo_steps_per_photo=photo_steps / n, batch=args.batch,
+                batches=batches, steps=args.steps,
                 steps_after_first=args.steps_after_first, heads=args.heads, chain_heads=heads, head_init=head_init,
                 amp=amp, peak_memory_bytes=peak_memory(device), losses=dict(sorted(losses.items())),
                 step_rms=step_rms(ws, w_std), step_rms_within_chains=step_rms(ws, w_std, inner),
@@ -214,6 +218,10 @@ def main(argv=None) -> dict:
           f"{defaults['step_rms_within_chains']:.4g}, where chains meet {defaults['step_rms_where_chains_meet']:.4g} "
           f"(true motion per photo {args.motion / max(args.photos - 1, 1):.4g}); chains' first photos started from: "
           + ", ".join(f"{k} {v}" for k, v in sorted(Counter(defaults['head_init'].values()).items())))
+    ratio = study["photo_steps_per_photo"] / defaults["photo_steps_per_photo"]
+    print(f"Adam steps per photo (the work, whatever the device): study {study['photo_steps_per_photo']:.0f}, "
+          f"defaults {defaults['photo_steps_per_photo']:.0f} ({ratio:.1f}x fewer); the speed-up is this times "
+          f"{args.batch} x (time of a batch-1 step / time of a batch-{args.batch} step)")
     print(f"speed-up (photos/s) {speedup:.1f}x;  on the {len(common)} photos both encoded {common}: "
           f"study loss {s_loss:.4g}, defaults loss {d_loss:.4g} ({'no worse' if d_loss <= s_loss else 'WORSE'}; "
           f"ratio {d_loss / s_loss:.3f})")

@@ -31,8 +31,8 @@ HEADS = click.Choice(["best", "mean", "root"])
 @click.option("--init", type=INITS, default="previous", show_default=True,
               help="mean: every photo from the average w; previous: each photo from the previous photo's latent.")
 @click.option("--heads", type=HEADS, default="best", show_default=True,
-              help="--init previous, the chains' first photos: from the first photo's latent (root: chains meet "
-                   "without a jump), from the average w (mean: each as good as an independent encoding, one batch), "
+              help="--init previous, the chains' first photos: from the first photo's latent (root: small jumps where "
+                   "chains meet), from the average w (mean: each as good as an independent encoding, one batch), "
                    "or both, keeping the lower loss (best).")
 @click.option("--chain-length", default=0, show_default=True, metavar="N",
               help="--init previous: at most N photos per chain (more chains than --batch, each first photo "
