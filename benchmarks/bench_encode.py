@@ -27,9 +27,11 @@ the RMS photo-to-photo W+ step of the defaults within chains and where two chain
 
 Examples::
 
-    python benchmarks/bench_encode.py --device cuda --resolution 1024 --photos 64 --json benchmarks/results/encode_h100.json
-    python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 32 --study-photos 4 \\
-        --study-steps 200 --steps 100 --steps-after-first 20 --json benchmarks/results/encode_cpu64.json
+    python benchmarks/bench_encode.py --device cuda --resolution 1024 --photos 256 --json benchmarks/results/encode_gpu.json
+    python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 \\
+        --study-photos 4 --json benchmarks/results/encode_cpu64.json          # make bench-encode
+    python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 32 --photos 16 --batch 4 \\
+        --study-photos 2 --study-steps 200 --steps 200 --steps-after-first 20  # 1 min; too few steps to judge losses
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from aging.encode.losses import ImageLoss, working_resolution  # noqa: E402
-from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_STEPS, DEFAULT_STEPS_AFTER_FIRST,  # noqa: E402
-                                    HEADS, plan_chains, project, project_sequence, w_stats)
+from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_MIN_CHAIN, DEFAULT_STEPS,  # noqa: E402
+                                    DEFAULT_STEPS_AFTER_FIRST, HEADS, plan_chains, project, project_sequence, w_stats)
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.networks import Generator  # noqa: E402
 from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
@@ -74,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="Toolkit batch size.")
     p.add_argument("--heads", choices=HEADS, default="best", help="Toolkit: where the chains' first photos start.")
     p.add_argument("--chain-length", type=int, default=None, help="Toolkit: at most this many photos per chain.")
+    p.add_argument("--min-chain", type=int, default=DEFAULT_MIN_CHAIN,
+                   help="Toolkit: fewer chains than the batch where they would be shorter than this.")
     p.add_argument("--lr-after-first", type=float, default=DEFAULT_LR_AFTER_FIRST,
                    help="Toolkit: peak lr of warm-started photos.")
     p.add_argument("--smooth", type=float, default=0.0, help="Toolkit: temporal smoothness weight.")
@@ -139,7 +143,7 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     ws = torch.zeros(len(targets), G.num_ws, G.w_dim)
     t0 = time.perf_counter()
     for idx, proj in project_sequence(G, targets, loss=loss, batch=args.batch, init="previous", heads=args.heads,
-                                      chain_length=args.chain_length, steps=args.steps,
+                                      chain_length=args.chain_length, min_chain=args.min_chain, steps=args.steps,
                                       steps_after_first=args.steps_after_first, lr_after_first=args.lr_after_first,
                                       smooth=args.smooth, w_std=w_std, fp16=amp, seed=args.seed):
         losses.update(zip(idx, (float(v) for v in proj.losses["total"].cpu())))
@@ -154,7 +158,7 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     sync(device)
     sec = time.perf_counter() - t0
     n = len(targets)
-    heads = [c[0] for c in plan_chains(n, args.batch, args.chain_length)]
+    heads = [c[0] for c in plan_chains(n, args.batch, args.chain_length, args.min_chain)]
     inner = [i for i in range(1, n) if i not in heads]
     return dict(photos=n, seconds=sec, photos_per_s=n / sec, s_per_photo=sec / n,
                 ms_per_step=1000 * sec / batch_steps, photo_steps_per_photo=photo_steps / n, batch=args.batch,

@@ -94,6 +94,11 @@ def test_plan_chains():
     assert len(chains) == 39 and max(map(len, chains)) == 20 and sum(map(len, chains)) == 780
     with pytest.raises(ValueError):
         pj.plan_chains(8, 2, max_length=0)
+    # min_length: fewer chains than the batch rather than chains too short to pay for their heads
+    assert pj.plan_chains(8, 3, min_length=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert pj.plan_chains(12, 16, min_length=8) == [list(range(12))]
+    assert len(pj.plan_chains(780, 16, min_length=8)) == 16
+    assert pj.plan_chains(8, 3, max_length=2, min_length=4) == pj.plan_chains(8, 4)  # max_length wins
 
 
 def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse):
@@ -103,7 +108,7 @@ def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse)
 
     def run(init, after, smooth=0.0, heads="best"):
         out = list(pj.project_sequence(G, targets, loss=mse, batch=batch, init=init, heads=heads, steps=steps,
-                                       steps_after_first=after, w_std=w_std, smooth=smooth))
+                                       steps_after_first=after, w_std=w_std, smooth=smooth, min_chain=1))
         ws = torch.zeros(n, G.num_ws, G.w_dim)
         loss = torch.zeros(n)
         for idx, p in out:
@@ -149,7 +154,7 @@ def test_warm_start_continues_from_given_starts(G, w_std, mse):
     """``starts`` and ``root`` resume chains: continuing from finished photos repeats the run exactly."""
     with torch.no_grad():
         targets = G.synthesis(slow_sequence(G, 4, w_std))
-    kw = dict(loss=mse, batch=2, steps=20, steps_after_first=5, w_std=w_std, heads="root")
+    kw = dict(loss=mse, batch=2, steps=20, steps_after_first=5, w_std=w_std, heads="root", min_chain=1)
     full = {tuple(idx): p for idx, p in pj.project_sequence(G, targets, **kw)}
     assert list(full) == [(0,), (2,), (1, 3)]
     root = full[(0,)].latents[0]
@@ -214,8 +219,8 @@ def test_batch_halves_on_out_of_memory(G, w_std, mse, monkeypatch):
     monkeypatch.setattr(pj, "project", fake)
     targets = G.synthesis(random_ws(G, 6, seed=2))
     halved = []
-    out = list(pj.project_sequence(G, targets, loss=mse, batch=4, heads="mean", steps=3, steps_after_first=2,
-                                   w_std=w_std, on_oom=lambda old, new: halved.append((old, new))))
+    out = list(pj.project_sequence(G, targets, loss=mse, batch=4, heads="mean", min_chain=1, steps=3,
+                                   steps_after_first=2, w_std=w_std, on_oom=lambda old, new: halved.append((old, new))))
     assert halved == [(4, 2)]
     # chains [0, 1], [2, 3], [4, 5]: the three heads (from the mean, one batch) fail, so 2, then
     # 1; then the chains' next photos at the smaller size
@@ -254,7 +259,7 @@ def write_photos(G, folder: Path, n, w_std, *, first_age=7000, step=10):
 
 
 def run_kw(**kw):
-    base = dict(steps=30, steps_after_first=10, batch=3, space="wplus", init="previous", lr=0.2, seed=4,
+    base = dict(steps=30, steps_after_first=10, batch=3, min_chain=1, space="wplus", init="previous", lr=0.2, seed=4,
                 progress=False)
     base.update(kw)
     return base
@@ -375,7 +380,7 @@ def invoke(*args, env=None):
 def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     ages = write_photos(G, tmp_path / "anna" / "aligned", 4, w_std)
     args = [tmp_path / "anna", "-g", gen_path, "--loss", "mse", "--steps", "20", "--steps-after-first", "5",
-            "--batch", "2", "--device", "cpu", "-q"]
+            "--batch", "2", "--min-chain", "1", "--device", "cpu", "-q"]
     r = invoke(*args)
     assert r.exit_code == 0, r.output
     assert "encoded 4 photos" in r.output
@@ -402,6 +407,11 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     assert r.exit_code == 0 and "encoded 1 photo (3 already done)" in r.output, r.output
     log = [json.loads(line) for line in (tmp_path / "mean" / pl.LOG_NAME).read_text().splitlines()]
     assert [r["init"] for r in log] == ["mean"] * 4 and [r["batch"] for r in log] == [2, 2, 2, 2]
+    # the default --min-chain 8: 4 photos make one chain, not two
+    r = invoke(*[a for a in args if a not in ("--min-chain", "1")], "-o", tmp_path / "one")
+    assert r.exit_code == 0, r.output
+    log = [json.loads(line) for line in (tmp_path / "one" / pl.LOG_NAME).read_text().splitlines()]
+    assert [r["init"] for r in log] == ["mean", "previous", "previous", "previous"]
     # --chain-length 1 --heads mean: every photo a chain of its own, from the mean, as --init mean
     r = invoke(*args, "--chain-length", "1", "--heads", "mean", "-o", tmp_path / "short")
     assert r.exit_code == 0 and "encoded 4 photos" in r.output, r.output

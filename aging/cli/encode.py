@@ -37,6 +37,9 @@ HEADS = click.Choice(["best", "mean", "root"])
 @click.option("--chain-length", default=0, show_default=True, metavar="N",
               help="--init previous: at most N photos per chain (more chains than --batch, each first photo "
                    "from scratch: slower, closer to the losses of independent encodings); 0: --batch chains.")
+@click.option("--min-chain", default=8, show_default=True, metavar="N",
+              help="--init previous: fewer chains than --batch where they would have fewer than N photos (a chain's "
+                   "first photo costs a full --steps projection, two with --heads best).")
 @click.option("--loss", "loss_spec", default="lpips-vgg", show_default=True, metavar="TERMS",
               help="lpips-vgg, vgg, mse, or a weighted sum like mse+lpips-vgg or 0.5*mse+vgg.")
 @click.option("--vgg-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -55,8 +58,8 @@ HEADS = click.Choice(["best", "mean", "root"])
 @click.option("--fp16", "--amp", "fp16", is_flag=True, help="Mixed precision on CUDA (synthesis and VGG16).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(data, generator, out, steps, steps_after_first, batch, space, init, heads, chain_length, loss_spec,
-           vgg_weights, resolution, lr, lr_after_first, smooth, mean_reg, clip, device, fp16, seed, quiet):
+def encode(data, generator, out, steps, steps_after_first, batch, space, init, heads, chain_length, min_chain,
+           loss_spec, vgg_weights, resolution, lr, lr_after_first, smooth, mean_reg, clip, device, fp16, seed, quiet):
     """Project a subject's aligned photos into the generator's latent space.
 
     Reads the photos that DATA/<subject>/manifest.csv keeps (aligned/<age_days>.png, as
@@ -80,8 +83,8 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
     for name, value in (("--steps", steps), ("--batch", batch)):
         if value < 1:
             raise click.ClickException(f"{name} must be >= 1, got {value}")
-    if chain_length < 0:
-        raise click.ClickException(f"--chain-length must be >= 0, got {chain_length}")
+    if chain_length < 0 or min_chain < 1:
+        raise click.ClickException(f"need --chain-length >= 0 and --min-chain >= 1, got {chain_length}, {min_chain}")
     if steps_after_first < 1:
         raise click.ClickException(f"--steps-after-first must be >= 1, got {steps_after_first}")
     if smooth < 0 or mean_reg < 0 or lr <= 0 or lr_after_first <= 0 or clip <= 0:
@@ -120,9 +123,10 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
 
     options = dict(data=str(data), generator=str(generator), out=str(photos.out), steps=steps,
                    steps_after_first=steps_after_first, batch=batch, space=space, init=init, heads=heads,
-                   chain_length=chain_length, loss=loss_spec, vgg_weights=str(vgg_path) if vgg_path else None,
-                   resolution=res, lr=lr, lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip,
-                   device=device, fp16=fp16, seed=seed, world_size=world)
+                   chain_length=chain_length, min_chain=min_chain, loss=loss_spec,
+                   vgg_weights=str(vgg_path) if vgg_path else None, resolution=res, lr=lr,
+                   lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, device=device,
+                   fp16=fp16, seed=seed, world_size=world)
     photos.out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         import sys
@@ -132,7 +136,8 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
     t0 = time.perf_counter()
     try:
         summary = encode_photos(G, photos, loss=loss, steps=steps, steps_after_first=steps_after_first, batch=batch,
-                                space=space, init=init, heads=heads, chain_length=chain_length or None, lr=lr,
+                                space=space, init=init, heads=heads, chain_length=chain_length or None,
+                                min_chain=min_chain, lr=lr,
                                 lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, fp16=fp16,
                                 seed=seed, rank=rank, world=world, progress=not quiet,
                                 echo=lambda msg: click.echo(msg, err=True))

@@ -315,7 +315,7 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: int, batch: int, space: str,
-                  init: str, lr: float, heads: str = "best", chain_length: int | None = None,
+                  init: str, lr: float, heads: str = "best", chain_length: int | None = None, min_chain: int = 8,
                   lr_after_first: float = 0.05, smooth: float = 0.0, mean_reg: float = 0.0, clip: float = 3.0,
                   fp16: bool = False, seed: int = 0, rank: int = 0, world: int = 1, progress: bool = True,
                   on_batch: Callable[[list[int]], None] | None = None,
@@ -328,8 +328,8 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     photos : PhotoSet
     loss : ImageLoss
         Its working resolution is the size photos are read at.
-    steps, steps_after_first, batch, space, init, heads, chain_length, lr, lr_after_first, smooth, mean_reg,
-    clip, fp16, seed
+    steps, steps_after_first, batch, space, init, heads, chain_length, min_chain, lr, lr_after_first, smooth,
+    mean_reg, clip, fp16, seed
         See :func:`aging.encode.projector.project_sequence` and :func:`~.projector.project`.
     rank, world : int
         This process's share of the photos (see :func:`shard`).
@@ -373,7 +373,7 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     # The share's chains are planned over all its photos (finished or not), so a resumed run
     # continues every chain from its last finished photo, in the same batches.
     chains, starts, offsets = [], [], []
-    for chain in plan_chains(b - a, batch, chain_length):
+    for chain in plan_chains(b - a, batch, chain_length, min_chain):
         chain = [a + k for k in chain]
         for pos, i in enumerate(chain):
             if done[i]:

@@ -50,6 +50,7 @@ DEFAULT_STEPS_AFTER_FIRST = 100
 DEFAULT_LR = 0.2
 DEFAULT_LR_AFTER_FIRST = 0.05  # a warm start is already close: a full-size first Adam step would undo it
 DEFAULT_CLIP = 3.0
+DEFAULT_MIN_CHAIN = 8  # a chain's first photo costs a full projection (two with heads="best")
 
 
 @dataclass
@@ -367,20 +368,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
                                                        and "CUDA out of memory" in str(exc))
 
 
-def plan_chains(n: int, batch: int, max_length: int | None = None) -> list[list[int]]:
+def plan_chains(n: int, batch: int, max_length: int | None = None, min_length: int = 1) -> list[list[int]]:
     """Split photos ``0..n-1`` (age order) into contiguous chains of (nearly) equal length.
 
-    ``batch`` chains (fewer if ``n < batch``), or more if that is what it takes to keep every
-    chain at most ``max_length`` photos long. ``plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``,
+    ``batch`` chains, fewer where that many would be shorter than ``min_length`` photos (a
+    chain's first photo costs a full projection, so short chains cost more than they save), more
+    where that is what it takes to keep every chain at most ``max_length`` photos long (which
+    wins over ``min_length``). ``plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``,
+    ``plan_chains(8, 3, min_length=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]``,
     ``plan_chains(8, 2, max_length=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``. The chains are
     optimised side by side: round ``t`` is the ``t``-th photo of every chain, in batches of
     ``batch``.
     """
-    if n < 0 or batch < 1 or (max_length is not None and max_length < 1):
-        raise ValueError(f"need n >= 0, batch >= 1 and max_length >= 1, got {n}, {batch}, {max_length}")
+    if n < 0 or batch < 1 or min_length < 1 or (max_length is not None and max_length < 1):
+        raise ValueError(f"need n >= 0, batch >= 1, min_length >= 1 and max_length >= 1, got {n}, {batch}, "
+                         f"{min_length}, {max_length}")
     if n == 0:
         return []
-    count = max(batch, -(-n // max_length)) if max_length else batch
+    count = max(1, min(batch, n // min_length))
+    if max_length:
+        count = max(count, -(-n // max_length))
     length = -(-n // count)
     return [list(range(i, min(i + length, n))) for i in range(0, n, length)]
 
@@ -389,6 +396,7 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
                      heads: str = "best", steps: int = DEFAULT_STEPS,
                      steps_after_first: int | None = DEFAULT_STEPS_AFTER_FIRST, space: str = "wplus",
                      chains: list[list[int]] | None = None, chain_length: int | None = None,
+                     min_chain: int = DEFAULT_MIN_CHAIN,
                      starts: list[torch.Tensor | None] | None = None, root: torch.Tensor | None = None,
                      offsets: list[int] | None = None, keys: Sequence[int] | None = None,
                      lr: float = DEFAULT_LR, lr_after_first: float = DEFAULT_LR_AFTER_FIRST, seed: int = 0,
@@ -436,8 +444,12 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
         Updates of photos started from the mean, and of warm-started photos (default ``steps``).
     chains : list of lists of int, optional
         The chains (indices into ``targets``, each in age order, disjoint). Default
-        :func:`plan_chains` ``(len(targets), batch, chain_length)``. Photos outside every chain are not
-        projected (``init="mean"``: the photos to project, each on its own).
+        :func:`plan_chains` ``(len(targets), batch, chain_length, min_chain)``: ``batch`` chains,
+        fewer if they would be shorter than ``min_chain`` photos, more if longer than
+        ``chain_length``. Photos outside every chain are not projected (``init="mean"``: the
+        photos to project, each on its own).
+    chain_length, min_chain : int
+        See ``chains``.
     starts : list, optional
         One entry per chain: the latent (in ``space``) of the photo just before the chain, e.g.
         when resuming, or None (the chain's first photo starts from the root, or the mean).
@@ -477,7 +489,7 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
     if len(keys) != n:
         raise ValueError(f"{len(keys)} keys for {n} targets")
     if chains is None:
-        chains = plan_chains(n, batch, chain_length) if init == "previous" else [list(range(n))]
+        chains = plan_chains(n, batch, chain_length, min_chain) if init == "previous" else [list(range(n))]
     if init == "mean":  # every photo on its own, in batches of consecutive photos
         chains, starts, offsets = [[i] for c in chains for i in c], None, None
     chains = [list(c) for c in chains if len(c)]
