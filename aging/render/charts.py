@@ -123,12 +123,13 @@ def plot_encode(ages_days: np.ndarray, psnr: np.ndarray, steps: np.ndarray, init
     plt = _plt()
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), dpi=110, sharex=True)
     years = np.asarray(ages_days) / DAYS_PER_YEAR
-    colors = {"mean": "tab:red", "head": "tab:orange", "previous": "tab:blue"}
+    kinds = {"mean": ("tab:red", "the average w"), "head": ("tab:orange", "the first photo's latent"),
+             "previous": ("tab:blue", "the previous photo's latent")}
     init = np.asarray(init)
-    for kind, color in colors.items():
+    for kind, (color, words) in kinds.items():
         sel = init == kind
         if sel.any():
-            a1.plot(years[sel], np.asarray(psnr)[sel], ".", ms=4, color=color, label=f"started from: {kind}")
+            a1.plot(years[sel], np.asarray(psnr)[sel], ".", ms=4, color=color, label=f"started from {words}")
     a1.set_ylabel("reconstruction PSNR (dB)")
     a1.legend(fontsize=8)
     a1.grid(alpha=0.3)
