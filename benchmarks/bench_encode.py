@@ -71,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--photos", type=int, default=64, help="Photos of the time-lapse (toolkit defaults).")
     p.add_argument("--study-photos", type=int, default=4, help="Photos timed in the study setting (batch 1).")
     p.add_argument("--study-steps", type=int, default=1000)
+    p.add_argument("--reference-batch", type=int, default=0, metavar="K",
+                   help="Also encode every photo in the study's setting, K at a time (the same independent "
+                        "optimisation per photo, not timed), to compare the losses over all photos [0: off].")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Toolkit: steps of the chains' first photos.")
     p.add_argument("--steps-after-first", type=int, default=DEFAULT_STEPS_AFTER_FIRST, help="Toolkit: steps of warm-started batches.")
     p.add_argument("--batch", type=int, default=16, help="Toolkit batch size.")
@@ -169,6 +172,24 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
                 step_rms_where_chains_meet=step_rms(ws, w_std, heads[1:]))
 
 
+def run_reference(G, targets, loss, args, w_std, defaults) -> dict:
+    """The study's setting on every photo, ``--reference-batch`` photos at a time: Adam's updates
+    are per element, so each photo follows its own batch-1 optimisation (up to float rounding)."""
+    n = len(targets)
+    losses = torch.zeros(n)
+    ws = torch.zeros(n, G.num_ws, G.w_dim)
+    for a in range(0, n, args.reference_batch):
+        proj = project(G, targets[a:a + args.reference_batch], loss=loss, steps=args.study_steps, w_std=w_std)
+        losses[a:a + len(proj)] = proj.losses["total"].float().cpu()
+        ws[a:a + len(proj)] = proj.ws.cpu()
+    ours = torch.tensor([defaults["losses"][i] for i in range(n)])
+    ratio = ours / losses
+    return dict(batch=args.reference_batch, losses=losses.tolist(), mean_loss=float(losses.mean()),
+                mean_loss_defaults=float(ours.mean()), mean_ratio=float(ours.mean() / losses.mean()),
+                median_ratio=float(ratio.median()), max_ratio=float(ratio.max()), worse=int((ratio > 1).sum()),
+                step_rms=step_rms(ws, w_std))
+
+
 def step_rms(ws: torch.Tensor, w_std: float, at: list[int] | None = None) -> float:
     """Root-mean-square photo-to-photo W+ step of a sequence, in per-component stds of w (``at``:
     only the steps into these photos)."""
@@ -231,6 +252,14 @@ def main(argv=None) -> dict:
           f"ratio {d_loss / s_loss:.3f})")
     per_photo = [(i, study["losses"][i], defaults["losses"][i]) for i in common]
     print("per photo (index, study, defaults): " + ", ".join(f"({i}, {a:.4g}, {b:.4g})" for i, a, b in per_photo))
+    reference = None
+    if args.reference_batch > 0:
+        reference = run_reference(G, targets, loss32, args, w_std, defaults)
+        print(f"all {args.photos} photos, study setting encoded {args.reference_batch} at a time (untimed): mean loss "
+              f"{reference['mean_loss']:.4g}, defaults {reference['mean_loss_defaults']:.4g} (ratio "
+              f"{reference['mean_ratio']:.3f}); per photo defaults/study: median {reference['median_ratio']:.3f}, "
+              f"max {reference['max_ratio']:.3f}, worse on {reference['worse']} of {args.photos}; RMS photo-to-photo "
+              f"W+ step of the study setting {reference['step_rms']:.4g} w-stds")
     if device.type == "cpu":
         print("note: CPU peak memory is the process's peak resident set so far (it only grows)")
     result = dict(device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else
@@ -238,7 +267,7 @@ def main(argv=None) -> dict:
                   args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                   num_ws=G.num_ws, loss_resolution=res, vgg_weights="random (stand-in for ImageNet VGG16)",
                   study=study, defaults=defaults, speedup=speedup, common_photos=common,
-                  common_loss_study=s_loss, common_loss_defaults=d_loss)
+                  common_loss_study=s_loss, common_loss_defaults=d_loss, reference=reference)
     write_json(args.json, result, indent=1)
     return result
 
