@@ -424,8 +424,8 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
     ``heads="best"`` (default)
         as ``root``, but every head after the first is also projected from the mean (same
         objective and steps) and keeps whichever ends with the lower objective: never worse than
-        an independent encoding, and a jump only where the root's basin is worse (twice the
-        heads' cost).
+        an independent encoding, and a jump as large as ``mean``'s only where the root's basin
+        is worse (twice the heads' cost).
 
     With ``init="mean"`` every photo starts from the mean, in batches of consecutive photos.
 
