@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from aging.encode.losses import ImageLoss, working_resolution  # noqa: E402
 from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_MIN_CHAIN, DEFAULT_STEPS,  # noqa: E402
-                                    DEFAULT_STEPS_AFTER_FIRST, HEADS, plan_chains, project, project_sequence, w_stats)
+                                    DEFAULT_STEPS_AFTER_FIRST, HEADS, project, project_sequence, w_stats)
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.networks import Generator  # noqa: E402
 from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
@@ -161,7 +161,7 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     sync(device)
     sec = time.perf_counter() - t0
     n = len(targets)
-    heads = [c[0] for c in plan_chains(n, args.batch, args.chain_length, args.min_chain)]
+    heads = sorted(head_init)  # the photos not started from a predecessor: the chains' first photos
     inner = [i for i in range(1, n) if i not in heads]
     return dict(photos=n, seconds=sec, photos_per_s=n / sec, s_per_photo=sec / n,
                 ms_per_step=1000 * sec / batch_steps, photo_steps_per_photo=photo_steps / n, batch=args.batch,

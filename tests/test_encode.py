@@ -94,6 +94,8 @@ def test_plan_chains():
     assert len(chains) == 39 and max(map(len, chains)) == 20 and sum(map(len, chains)) == 780
     with pytest.raises(ValueError):
         pj.plan_chains(8, 2, max_length=0)
+    # the CLI's --min-chain default is the library's
+    assert next(o.default for o in encode.params if o.name == "min_chain") == pj.DEFAULT_MIN_CHAIN
     # min_length: fewer chains than the batch rather than chains too short to pay for their heads
     assert pj.plan_chains(8, 3, min_length=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert pj.plan_chains(12, 16, min_length=8) == [list(range(12))]

@@ -315,7 +315,8 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: int, batch: int, space: str,
-                  init: str, lr: float, heads: str = "best", chain_length: int | None = None, min_chain: int = 8,
+                  init: str, lr: float, heads: str = "best", chain_length: int | None = None,
+                  min_chain: int | None = None,
                   lr_after_first: float = 0.05, smooth: float = 0.0, mean_reg: float = 0.0, clip: float = 3.0,
                   fp16: bool = False, seed: int = 0, rank: int = 0, world: int = 1, progress: bool = True,
                   on_batch: Callable[[list[int]], None] | None = None,
@@ -330,7 +331,8 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
         Its working resolution is the size photos are read at.
     steps, steps_after_first, batch, space, init, heads, chain_length, min_chain, lr, lr_after_first, smooth,
     mean_reg, clip, fp16, seed
-        See :func:`aging.encode.projector.project_sequence` and :func:`~.projector.project`.
+        See :func:`aging.encode.projector.project_sequence` and :func:`~.projector.project`
+        (``min_chain`` None: ``DEFAULT_MIN_CHAIN``).
     rank, world : int
         This process's share of the photos (see :func:`shard`).
     progress : bool
@@ -348,7 +350,7 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     """
     from tqdm.auto import tqdm
 
-    from aging.encode.projector import plan_chains, project_sequence, w_stats
+    from aging.encode.projector import DEFAULT_MIN_CHAIN, plan_chains, project_sequence, w_stats
     from aging.synthetic import save_npy_atomic
 
     echo = echo or (lambda msg: None)
@@ -373,6 +375,7 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     # The share's chains are planned over all its photos (finished or not), so a resumed run
     # continues every chain from its last finished photo, in the same batches.
     chains, starts, offsets = [], [], []
+    min_chain = DEFAULT_MIN_CHAIN if min_chain is None else min_chain
     for chain in plan_chains(b - a, batch, chain_length, min_chain):
         chain = [a + k for k in chain]
         for pos, i in enumerate(chain):

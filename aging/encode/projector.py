@@ -510,7 +510,7 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
 
     def anchors(part: list[int], kind: str) -> torch.Tensor | None:
         """W+ latents the smoothness term pulls toward: the predecessors', or the root's for a head."""
-        if smooth <= 0 or kind == "mean" or (kind == "head" and state["root"] is None):
+        if smooth <= 0 or kind == "mean":
             return None
         if kind == "head":
             with torch.no_grad():
