@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aging.ages import parse_age
+from aging.errors import AgingError
 
 VIDEO_FIELDS = {
     "name", "url", "subject", "start_age", "birth_date", "first_photo_date", "days_per_photo", "end_age",
@@ -44,7 +45,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-class ConfigError(ValueError):
+class ConfigError(AgingError, ValueError):
     """A configuration file that cannot be read at all (missing, not TOML, wrong layout)."""
 
 

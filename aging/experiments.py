@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from aging.latents import PAIR_STRATEGIES, SPLITS, LatentDataset
+from aging.errors import AgingError
 
 RUN_KEYS = {"name", "model", "pairs", "split", "seed", "n_pairs", "min_gap", "holdout", "test_fraction"}
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
 
-class ExperimentError(ValueError):
+class ExperimentError(AgingError, ValueError):
     """A malformed experiment file (the message names the file and the run)."""
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from aging.errors import AgingError
 
 PAIR_STRATEGIES = ("first", "all", "random")
 SPLITS = ("internal", "future", "external")
 
 
-class LatentDatasetError(ValueError):
+class LatentDatasetError(AgingError, ValueError):
     """A latent dataset on disk is malformed (the message names the file)."""
 
 

@@ -12,7 +12,25 @@ import click
 from aging import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class AgingGroup(click.Group):
+    """The ``aging`` group: an :class:`~aging.errors.AgingError` raised by any verb (bad input) is
+    printed as one line with exit status 1; any other exception is a bug and keeps its traceback."""
+
+    def invoke(self, ctx):
+        from aging.errors import AgingError
+
+        try:
+            return super().invoke(ctx)
+        except AgingError as exc:
+            raise click.ClickException(one_line(exc)) from None
+
+
+def one_line(exc: BaseException) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    return msg.splitlines()[0]
+
+
+@click.group(cls=AgingGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="aging")
 def main():
     """Face aging in the latent space of a pretrained StyleGAN.

@@ -43,8 +43,8 @@ AGE_RANGE = AgeRangeType()
 
 def user_error(exc: BaseException) -> click.ClickException:
     """Turn an expected error (bad file, bad shape, ...) into a one-line ClickException."""
-    msg = str(exc) or exc.__class__.__name__
-    return click.ClickException(msg.splitlines()[0] if "\n" in msg else msg)
+    msg = str(exc).strip() or exc.__class__.__name__
+    return click.ClickException(msg.splitlines()[0])
 
 
 def write_options(out_dir: Path, options: dict) -> None:

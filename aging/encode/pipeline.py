@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from aging.errors import AgingError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 LOG_NAME = "encode.jsonl"
@@ -42,7 +43,7 @@ OPTIONS_NAME = "encode.options.json"
 MANIFEST_NAME = "manifest.csv"  # written by aging fetch
 
 
-class EncodeError(ValueError):
+class EncodeError(AgingError, ValueError):
     """Bad input of the encode stage (one line; names the file)."""
 
 

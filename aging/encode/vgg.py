@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from aging.errors import AgingError
 
 # torchvision's configuration "D": channels of each conv, "M" for a max-pool.
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -44,7 +45,7 @@ CACHE_FILENAME = "vgg16.pth"
 TORCHVISION_FILENAME = "vgg16-397923af.pth"
 
 
-class VGGWeightsError(ValueError):
+class VGGWeightsError(AgingError, ValueError):
     """VGG16 weights are missing or do not fit (one line; names the file)."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from aging.errors import AgingError
 
 # face checks: statuses written to the manifest
 NO_FACE = "no_face"
@@ -37,7 +38,7 @@ MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP = 48, 54, 30
 INNER = np.arange(17, 68)    # brows, nose, eyes, mouth: the points stabilisation fits (not the jaw)
 
 
-class ModelsError(RuntimeError):
+class ModelsError(AgingError, RuntimeError):
     """The dlib models cannot be found or loaded."""
 
 

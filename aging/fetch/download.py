@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aging.fetch.files import read_json, write_json_atomic
+from aging.errors import AgingError
 
 MAX_HEIGHT = 1080
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(AgingError, RuntimeError):
     """A video that cannot be downloaded (unavailable, private, 404, no network, ...)."""
 
 

@@ -18,11 +18,12 @@ from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
+from aging.errors import AgingError
 
 COMPARE_WIDTH = 320  # width (px) of the grey images that are compared
 
 
-class VideoError(RuntimeError):
+class VideoError(AgingError, RuntimeError):
     """A video that cannot be opened or decoded."""
 
 

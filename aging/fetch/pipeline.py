@@ -36,12 +36,13 @@ from aging.fetch.files import read_json, write_bytes_atomic, write_json_atomic
 from aging.fetch.frames import (Deduplicator, VideoError, VideoInfo, frame_range, iter_frames, open_video,
                                 prefetch)
 from aging.fetch.manifest import DECIMATED, EXCLUDED, KEPT, ManifestRow, write_manifest
+from aging.errors import AgingError
 
 SCAN_VERSION = 1
 ALIGN_VERSION = 1
 
 
-class FetchError(RuntimeError):
+class FetchError(AgingError, RuntimeError):
     """A video that could not be fetched; the message names the video."""
 
 

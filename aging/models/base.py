@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from aging.errors import AgingError
 
 REGISTRY: dict[str, type["AgeModel"]] = {}
 FORMAT = "aging-model/1"
 
 
-class ModelError(ValueError):
+class ModelError(AgingError, ValueError):
     """Bad model input: wrong latent shape, unknown parameter, unfitted model, bad file."""
 
 

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from aging.errors import AgingError
 
 
 
-class RenderError(ValueError):
+class RenderError(AgingError, ValueError):
     """Bad render input: latent shape, missing photos, output format."""
 
 

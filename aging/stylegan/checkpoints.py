@@ -34,6 +34,7 @@ import torch
 
 from aging.stylegan.networks import Generator
 from aging.stylegan.weights import sha256_file
+from aging.errors import AgingError
 
 FORMAT_NAME = "aging.stylegan2.generator"
 FORMAT_VERSION = 1
@@ -42,7 +43,7 @@ CONFIG_NAME = "generator.json"
 DEFAULT_ENTRY = "G_ema"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AgingError, ValueError):
     """A checkpoint cannot be loaded: unsafe content, unknown format, or tensors that do not fit.
 
     The message is one line and names the file.

@@ -21,13 +21,14 @@ import urllib.request
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
+from aging.errors import AgingError
 
 CACHE_ENV = "AGING_CACHE"
 USER_AGENT = "aging-weights/0.1 (+urllib)"
 CHUNK = 1 << 20
 
 
-class WeightsError(Exception):
+class WeightsError(AgingError):
     """A checkpoint name or path cannot be resolved, or a download failed (one-line message)."""
 
 
