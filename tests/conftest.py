@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,20 @@ import pytest
 from aging.synthetic import SynthConfig, generate, write_dataset
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``CI=true`` a test skipped because ``../shared`` fixtures are missing fails instead:
+    CI always has them beside the clone, so a skip there means a broken fixture path."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.skipped or os.environ.get("CI") != "true" or not isinstance(rep.longrepr, tuple):
+        return
+    reason = str(rep.longrepr[2])
+    if "shared" in reason.lower():
+        rep.outcome = "failed"
+        rep.longrepr = f"{item.nodeid}: {reason}, but CI=true: ../shared/fixtures must be beside the clone"
 
 
 def small_config(**kw) -> SynthConfig:
