@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import signal
+import threading
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
@@ -46,6 +47,7 @@ from aging.errors import FileFormatError
 
 TMP_TAG = ".tmp"
 _AGE_NAME = re.compile(r"^[0-9]+$")
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")  # as temporary_name() makes them
 
 # ---------------------------------------------------------------------------------------------
 # Names
@@ -56,6 +58,27 @@ def is_data_name(name: str) -> bool:
     """False for hidden files, temporaries and partial downloads, which no reader takes for data."""
     return not (name.startswith(".") or name.startswith("~") or name.endswith((".part", ".ytdl", ".tmp"))
                 or f"{TMP_TAG}." in name)
+
+
+def temporary_stem(name: str) -> str | None:
+    """The stem of the file a temporary of :func:`temporary_name` was to become, else None."""
+    m = _TEMPORARY.match(name)
+    return m.group("stem") if m else None
+
+
+def remove_temporaries(folder: str | Path, stems: Iterable[str] | None = None) -> list[Path]:
+    """Remove the temporaries a killed writer left in ``folder`` (only those meant for one of
+    ``stems`` when given: processes writing other files of the folder keep theirs). Nothing but
+    names that :func:`temporary_name` makes is touched. Returns what was removed."""
+    folder = Path(folder)
+    wanted = None if stems is None else {str(s) for s in stems}
+    gone = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            stem = temporary_stem(p.name)
+            if stem is not None and (wanted is None or stem in wanted) and p.is_file() and remove(p):
+                gone.append(p)
+    return gone
 
 
 def data_files(folder: str | Path, suffixes: Iterable[str]) -> list[Path]:
@@ -88,6 +111,7 @@ def age_from_name(path: str | Path) -> int:
 # ---------------------------------------------------------------------------------------------
 
 _writes = 0
+_writes_lock = threading.Lock()
 
 
 def _kill_point(stage: str) -> None:
@@ -104,10 +128,13 @@ def _kill_point(stage: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask is process-wide, so reading it is not thread-safe
 
 
 def temporary_name(path: str | Path) -> Path:
@@ -134,19 +161,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
-        _kill_point("before")
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with _writes_lock:  # writers in threads (fetch aligns faces in two) count one by one
+            _kill_point("before")
+            os.replace(tmp, path)
+            _writes += 1
+            _kill_point("after")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _writes += 1
-    _fsync_dir(path.parent)
-    _kill_point("after")
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some file systems refuse it)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -174,3 +174,19 @@ def test_kill_hook(tmp_path, spec, survives):
     assert r.returncode == -9
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == survives
     assert len(hidden_leftovers(tmp_path)) == (1 if spec.endswith("-") else 0)
+
+
+def test_remove_temporaries_only_touches_temporaries(tmp_path):
+    keep = ["7300.npy", ".hidden", ".7300.npy.part", "encode.png"]
+    for n in keep:
+        (tmp_path / n).write_bytes(b"x")
+    ours = [io.temporary_name(tmp_path / "7300.npy"), io.temporary_name(tmp_path / "encode.options.json")]
+    other = io.temporary_name(tmp_path / "7310.npy")
+    for p in ours + [other]:
+        p.write_bytes(b"half")
+    assert io.temporary_stem(ours[1].name) == "encode.options"
+    gone = io.remove_temporaries(tmp_path, stems=["7300", "encode.options"])
+    assert sorted(gone) == sorted(ours)
+    assert other.exists()
+    assert io.remove_temporaries(tmp_path) == [other]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)

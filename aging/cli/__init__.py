@@ -17,12 +17,15 @@ class AgingGroup(click.Group):
     printed as one line with exit status 1; any other exception is a bug and keeps its traceback."""
 
     def invoke(self, ctx):
+        from aging.cli.common import usage_line
         from aging.errors import AgingError
 
         try:
             return super().invoke(ctx)
         except AgingError as exc:
             raise click.ClickException(one_line(exc)) from None
+        except click.UsageError as exc:  # a verb's bad option value: one line too, exit status 2
+            raise usage_line(exc) from None
 
 
 def one_line(exc: BaseException) -> str:

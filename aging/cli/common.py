@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
+import math
 from pathlib import Path
 
 import click
 
 from aging.ages import parse_age, parse_age_range
+
+MAX_FRAMES = 10_000  # a video of more frames is a typing error (and would not fit in memory)
 
 
 class AgeType(click.ParamType):
@@ -24,21 +25,71 @@ class AgeType(click.ParamType):
 
 
 class AgeRangeType(click.ParamType):
-    """An age range ``20y:60y:1y``, a list ``20y,30y`` or one age."""
+    """An age range ``20y:60y:1y``, a list ``20y,30y`` or one age; at most ``max_count`` ages."""
 
     name = "ages"
+
+    def __init__(self, max_count: int | None = None):
+        self.max_count = max_count
 
     def convert(self, value, param, ctx):
         if not isinstance(value, str):
             return value
         try:
-            return parse_age_range(value)
+            return parse_age_range(value, max_count=self.max_count)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that must be finite (``nan``, ``inf`` refused), optionally within a range.
+
+    click's own ``FloatRange`` lets ``nan`` through: every comparison with it is false."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(rv, param, ctx)
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
 AGE = AgeType()
 AGE_RANGE = AgeRangeType()
+FRAME_AGES = AgeRangeType(max_count=MAX_FRAMES)
+
+
+class UsageLine(click.ClickException):
+    """A usage error (bad option value, missing argument) shown as one line, exit status 2."""
+
+    exit_code = 2
+
+
+class Command(click.Command):
+    """A verb whose usage errors are one line (``Error: Invalid value for '--fps': ...``) instead
+    of click's usage block, as every other user error is: ``@click.command(cls=Command)``."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise usage_line(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise usage_line(exc) from None
+
+
+def usage_line(exc: click.UsageError) -> UsageLine:
+    msg = " ".join(exc.format_message().split())
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return UsageLine(msg + hint)
 
 
 def user_error(exc: BaseException) -> click.ClickException:
@@ -47,13 +98,12 @@ def user_error(exc: BaseException) -> click.ClickException:
     return click.ClickException(msg.splitlines()[0])
 
 
-def write_options(out_dir: Path, options: dict) -> None:
-    """Record the options a run was made with (``options.json``) beside its outputs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean = {k: (v.tolist() if hasattr(v, "tolist") else str(v) if isinstance(v, Path) else v)
-             for k, v in options.items()}
-    clean["argv"] = sys.argv[1:]
-    (out_dir / "options.json").write_text(json.dumps(clean, indent=2, default=str) + "\n")
+def write_options(out_dir: Path, options: dict) -> bool:
+    """Record the options a run was made with (``options.json``) beside its outputs; the file is
+    only rewritten when they changed (a no-op re-run writes nothing). True when written."""
+    from aging import io
+
+    return io.write_json(Path(out_dir) / "options.json", options, only_if_changed=True)
 
 
 def echo_error(exc: BaseException) -> None:
