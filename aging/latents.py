@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from aging.errors import AgingError
+
+from aging import io as aio
+from aging.errors import AgingError, FileFormatError
 
 PAIR_STRATEGIES = ("first", "all", "random")
 SPLITS = ("internal", "future", "external")
@@ -44,43 +46,48 @@ def _latent_dir(folder: Path) -> Path:
     return sub if sub.is_dir() else folder
 
 
-def load_subject(folder: str | Path, name: str | None = None) -> Subject:
-    """Load one subject folder of ``<age_days>.npy`` latents (or its ``latents/`` sub-folder)."""
+def latent_files(folder: str | Path) -> list[Path]:
+    """The latent files of a subject folder (or of its ``latents/`` sub-folder), sorted by name,
+    without hidden files and the temporaries of interrupted writes."""
+    return aio.data_files(_latent_dir(Path(folder)), (".npy",))
+
+
+def load_subject(folder: str | Path, name: str | None = None, shape: tuple[int, ...] | None = None) -> Subject:
+    """Load one subject folder of ``<age_days>.npy`` latents (or its ``latents/`` sub-folder).
+
+    Every latent must have the shape of the first one (or ``shape`` when given). Errors are one
+    :class:`LatentDatasetError` line naming the file.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise LatentDatasetError(f"{folder}: not a directory")
     src = _latent_dir(folder)
-    files = sorted(src.glob("*.npy"))
+    files = latent_files(folder)
     if not files:
         raise LatentDatasetError(f"{src}: empty subject (no <age_days>.npy files)")
     ages, arrays = [], []
     for f in files:
         try:
-            age = int(f.stem)
-        except ValueError:
-            raise LatentDatasetError(
-                f"{f}: file name is not an integer age in days (expected e.g. 7300.npy)"
-            ) from None
-        try:
-            arr = np.load(f, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a dataset error
-            raise LatentDatasetError(f"{f}: unreadable latent file ({exc.__class__.__name__}: {exc})") from None
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise LatentDatasetError(f"{f}: latent has dtype {arr.dtype}, expected floating point")
-        if not np.all(np.isfinite(arr)):
-            raise LatentDatasetError(f"{f}: latent contains NaN or inf")
-        if arrays and arr.shape != arrays[0][1].shape:
-            raise LatentDatasetError(
-                f"{f}: latent shape {arr.shape} differs from {arrays[0][0].name} {arrays[0][1].shape}"
-            )
+            age = aio.age_from_name(f)
+            arr = aio.read_latent(f)  # readable, floating point, finite
+        except FileFormatError as exc:
+            raise LatentDatasetError(str(exc)) from None
+        if shape is not None and arr.shape != tuple(shape):
+            raise LatentDatasetError(f"{f}: latent has shape {arr.shape}, expected {tuple(shape)} "
+                                     f"(the shape of the dataset's other latents)")
+        if arrays and arr.shape != arrays[0].shape:
+            raise LatentDatasetError(f"{f}: latent has shape {arr.shape}, expected {arrays[0].shape} "
+                                     f"(the shape of {files[0].name})")
         ages.append(age)
-        arrays.append((f, arr))
+        arrays.append(arr)
     order = np.argsort(ages, kind="stable")
     ages_arr = np.asarray(ages, dtype=np.int64)[order]
     dup = np.nonzero(np.diff(ages_arr) == 0)[0]
     if len(dup):
-        raise LatentDatasetError(f"{src}: two latents for age {ages_arr[dup[0]]} days")
-    latents = np.stack([arrays[i][1] for i in order]).astype(np.float32, copy=False)
+        a, b = files[order[dup[0]]].name, files[order[dup[0] + 1]].name
+        raise LatentDatasetError(f"{src}: two latents for age {ages_arr[dup[0]]} days, {a} and {b} "
+                                 f"(keep one of them)")
+    latents = np.stack([arrays[i] for i in order]).astype(np.float32, copy=False)
     return Subject(name=name or folder.name, ages=ages_arr, latents=latents)
 
 
@@ -101,6 +108,15 @@ class LatentDataset:
             raise LatentDatasetError(f"{self.root or 'dataset'}: no subjects")
         shape = self.subjects[0].latents.shape[1:]
         for s in self.subjects:
+            ages = np.asarray(s.ages)
+            if ages.ndim != 1 or len(ages) == 0 or not np.issubdtype(ages.dtype, np.integer):
+                raise LatentDatasetError(f"subject {s.name}: ages must be a non-empty list of whole days")
+            if np.any(np.diff(ages) <= 0):
+                raise LatentDatasetError(f"subject {s.name}: ages must be strictly increasing")
+            if s.latents.ndim < 2 or len(s.latents) != len(ages) or s.latents[0].size == 0:
+                raise LatentDatasetError(f"subject {s.name}: {len(ages)} ages but latents of shape {s.latents.shape}")
+            if not np.all(np.isfinite(s.latents)):
+                raise LatentDatasetError(f"subject {s.name}: latents contain NaN or inf")
             if s.latents.shape[1:] != shape:
                 raise LatentDatasetError(
                     f"subject {s.name}: latent shape {s.latents.shape[1:]} differs from "
@@ -126,7 +142,9 @@ class LatentDataset:
         """Load every subject folder under ``root`` (sorted by name), or only ``subjects``.
 
         A ``truth.npz`` beside the subjects (written by ``aging synth``) attaches the noise-free
-        latents, so evaluations can report the noise floor.
+        latents, so evaluations can report the noise floor (see :func:`attach_truth`).
+        Hidden files and the temporaries of interrupted writes are ignored; anything else that is
+        not a valid latent is a one-line :class:`LatentDatasetError` naming the file.
         """
         root = Path(root)
         if not root.exists():
@@ -145,20 +163,13 @@ class LatentDataset:
                     raise LatentDatasetError(f"{f}: no such subject")
         if not folders:
             raise LatentDatasetError(f"{root}: no subject folders with <age_days>.npy latents")
-        subs = [load_subject(f) for f in folders]
+        subs = []
+        for f in folders:
+            subs.append(load_subject(f, shape=subs[0].latents.shape[1:] if subs else None))
         truth = None
         truth_path = root / "truth.npz"
         if truth_path.is_file():
-            with np.load(truth_path, allow_pickle=False) as z:
-                truth = {k: z[k] for k in z.files}
-            for s in subs:
-                key = f"clean/{s.name}"
-                if key in truth:
-                    clean_ages = truth[f"ages/{s.name}"]
-                    idx = np.searchsorted(clean_ages, s.ages)
-                    ok = (idx < len(clean_ages)) & (clean_ages[np.minimum(idx, len(clean_ages) - 1)] == s.ages)
-                    if ok.all():
-                        s.clean = truth[key][idx].reshape(s.latents.shape).astype(np.float32)
+            truth = attach_truth(subs, truth_path)
         return cls(subs, root=root, truth=truth)
 
     # -- access ----------------------------------------------------------------------------
@@ -186,7 +197,43 @@ class LatentDataset:
 
 
 def _has_latents(folder: Path) -> bool:
-    return any(_latent_dir(folder).glob("*.npy"))
+    return bool(latent_files(folder))
+
+
+def attach_truth(subjects: list[Subject], path: Path) -> dict:
+    """Read a ``truth.npz`` (written by ``aging synth``) and set each subject's ``clean`` latents.
+
+    A subject the truth does not mention gets none (the noise floor is then not reported). A
+    truth that does not fit the latents (another latent shape, ages it does not hold, missing or
+    non-finite arrays) would give wrong numbers: it is refused with one line naming the file.
+    """
+    try:
+        truth = aio.read_npz(path, what="ground-truth archive")
+    except FileFormatError as exc:
+        raise LatentDatasetError(f"{exc}; delete it to use the dataset without ground truth") from None
+    fix = "the truth belongs to other latents; delete it to use the dataset without ground truth"
+    for s in subjects:
+        key, age_key = f"clean/{s.name}", f"ages/{s.name}"
+        if key not in truth:
+            continue
+        clean, clean_ages = truth[key], truth.get(age_key)
+        if clean_ages is None or clean_ages.ndim != 1 or not np.issubdtype(clean_ages.dtype, np.integer):
+            raise LatentDatasetError(f"{path}: no integer array {age_key} beside {key} ({fix})")
+        if clean.shape != (len(clean_ages),) + s.latents.shape[1:] or not np.issubdtype(clean.dtype, np.floating):
+            raise LatentDatasetError(f"{path}: {key} has shape {clean.shape} ({clean.dtype}), expected "
+                                     f"{(len(clean_ages),) + s.latents.shape[1:]} floats ({fix})")
+        order = np.argsort(clean_ages, kind="stable")
+        sorted_ages = clean_ages[order]
+        idx = np.minimum(np.searchsorted(sorted_ages, s.ages), len(sorted_ages) - 1)
+        missing = s.ages[sorted_ages[idx] != s.ages] if len(sorted_ages) else s.ages
+        if len(missing):
+            raise LatentDatasetError(f"{path}: no clean latent of {s.name} at age {int(missing[0])} days "
+                                     f"({len(missing)} of its {len(s)} photos are not in the truth; {fix})")
+        picked = clean[order[idx]]
+        if not np.all(np.isfinite(picked)):
+            raise LatentDatasetError(f"{path}: {key} contains NaN or inf ({fix})")
+        s.clean = picked.astype(np.float32)
+    return truth
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +316,9 @@ def _pairs_random(ds: LatentDataset, photos_by_subject: list[np.ndarray], n: int
         tables.append((ph, lo, per_start))
     total = int(np.sum(counts))
     if total == 0:
-        raise LatentDatasetError(f"no pairs with an age gap of at least {min_gap} days")
+        gaps = [int(ds.ages[ph[-1]] - ds.ages[ph[0]]) for ph in photos_by_subject if len(ph)]
+        raise LatentDatasetError(f"{_where(ds)}no random pairs with an age gap of at least {max(min_gap, 1)} days "
+                                 f"(--min-gap): the largest gap within a subject is {max(gaps, default=0)} days")
     s = np.empty(n, dtype=np.int64)
     t = np.empty(n, dtype=np.int64)
     # draw a flat index into the admissible pairs of all subjects
@@ -307,7 +356,9 @@ def make_pairs(
     MLP "forced distance" data), seeded.
     """
     if strategy not in PAIR_STRATEGIES:
-        raise ValueError(f"unknown pairing strategy {strategy!r} (choose from {', '.join(PAIR_STRATEGIES)})")
+        raise LatentDatasetError(f"unknown pairing strategy {strategy!r} (choose from {', '.join(PAIR_STRATEGIES)})")
+    n_pairs = _whole(n_pairs, "n_pairs (--n-pairs), the number of random pairs,", 1)
+    min_gap = _whole(min_gap, "min_gap (--min-gap), the minimum age gap in days,", 0)
     photos = np.arange(dataset.num_photos) if photos is None else np.sort(np.asarray(photos, dtype=np.int64))
     subj = dataset.subject_of[photos]
     by_subject = [photos[subj == k] for k in np.unique(subj)]
@@ -316,8 +367,33 @@ def make_pairs(
     elif strategy == "all":
         s, t = _pairs_all(dataset, by_subject)
     else:
-        s, t = _pairs_random(dataset, by_subject, int(n_pairs), int(min_gap), np.random.default_rng(seed))
+        s, t = _pairs_random(dataset, by_subject, n_pairs, min_gap, np.random.default_rng(seed))
     return PairSet(dataset, s, t, photos)
+
+
+def _whole(value, what: str, low: int) -> int:
+    """``value`` as an int when it is a whole number >= ``low``, else a one-line error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise LatentDatasetError(f"{what} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _where(ds: LatentDataset) -> str:
+    return f"{ds.root}: " if ds.root is not None else ""
+
+
+def _photo_counts(ds: LatentDataset, limit: int = 4) -> str:
+    """``"subject ann has 2 photos"`` / ``"subjects ann (2 photos), bob (3 photos)"``, fewest first."""
+    def photos(k: int) -> str:
+        n = len(ds.subjects[k])
+        return f"{n} photo{'s' if n != 1 else ''}"
+
+    if len(ds.subjects) == 1:
+        return f"subject {ds.subjects[0].name} has {photos(0)}"
+    order = sorted(range(len(ds.subjects)), key=lambda k: (len(ds.subjects[k]), k))
+    parts = [f"{ds.subjects[k].name} ({photos(k)})" for k in order[:limit]]
+    more = f", ... ({len(ds.subjects)} subjects)" if len(ds.subjects) > limit else ""
+    return "subjects " + ", ".join(parts) + more
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,9 +432,14 @@ def make_splits(
     start at the held-out subject's youngest photo and end at each later photo.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
+        raise LatentDatasetError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if pairs not in PAIR_STRATEGIES:
+        raise LatentDatasetError(f"unknown pairing strategy {pairs!r} (choose from {', '.join(PAIR_STRATEGIES)})")
+    if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, (int, float, np.number)) \
+            or not 0.0 < float(test_fraction) < 1.0:
+        raise LatentDatasetError(f"test_fraction (--test-fraction) must be a number between 0 and 1 "
+                                 f"(exclusive), got {test_fraction!r}")
+    where = _where(dataset)
     rng = np.random.default_rng(seed)
     kw = dict(n_pairs=n_pairs, min_gap=min_gap)
     if split == "internal":
@@ -366,7 +447,13 @@ def make_splits(
         perm = rng.permutation(len(everything))
         n_test = int(round(test_fraction * len(everything)))
         if n_test == 0 or n_test == len(everything):
-            raise LatentDatasetError(f"too few pairs ({len(everything)}) for an internal split")
+            fix = ("use a smaller --test-fraction" if n_test else
+                   "use a larger --n-pairs" if pairs == "random" else
+                   "add photos, use --pairs all or a larger --test-fraction, or --split future")
+            raise LatentDatasetError(
+                f"{where}too few pairs ({len(everything)} {pairs} pairs) for an internal split: a test "
+                f"fraction of {test_fraction} leaves {n_test} test and {len(everything) - n_test} training "
+                f"pairs; {_photo_counts(dataset)}; {fix}")
         test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
         # the training photos: those that take part in a training pair
         train = everything.subset(train_idx)
@@ -380,7 +467,10 @@ def make_splits(
             n_train = int(np.ceil((1.0 - test_fraction) * len(ph)))
             n_train = min(max(n_train, 2), len(ph) - 1)
             if n_train < 2:
-                raise LatentDatasetError(f"subject {dataset.subjects[k].name}: too few photos for a future split")
+                raise LatentDatasetError(
+                    f"{where}subject {dataset.subjects[k].name} has {len(ph)} photo{'s' if len(ph) != 1 else ''}: "
+                    f"a future split needs at least 3 per subject (2 to train on, 1 later to test); "
+                    f"add photos or use --split internal")
             train_photos.append(ph[:n_train])
             test_photos.append(ph[n_train:])
         train_photos = np.concatenate(train_photos)
@@ -393,11 +483,15 @@ def make_splits(
         test = full.subset(keep)
         test.photos = np.arange(dataset.num_photos)
         if len(test) == 0:
-            raise LatentDatasetError("the future split has no test pairs")
+            raise LatentDatasetError(f"{where}the future split has no test pairs ({pairs} pairs from a training "
+                                     f"photo to a later one); use another --pairs or a smaller --min-gap")
         return [Fold(train, test)]
     # external
     if len(dataset.subjects) < 2:
-        raise LatentDatasetError("an external split needs at least two subjects")
+        raise LatentDatasetError(f"{where}an external split holds out whole subjects and needs at least two; "
+                                 f"the dataset has one ({dataset.subjects[0].name}): use --split internal or future")
+    if holdout is not None and holdout not in dataset.names:
+        raise LatentDatasetError(f"{where}--holdout {holdout!r}: no such subject (have: {', '.join(dataset.names)})")
     holdouts = range(len(dataset.subjects)) if holdout is None else [dataset.index_of(holdout)]
     folds = []
     for k in holdouts:

@@ -1,34 +1,46 @@
 """The age-model contract and its registry.
 
 Every model follows scikit-learn's estimator conventions: ``__init__`` stores keyword
-hyper-parameters under their own names and does nothing else; ``fit(pairs)`` learns from a
-:class:`~aging.latents.PairSet` and returns ``self``; learned attributes end in ``_``;
-``predict(start_latent, start_age, target_ages)`` returns one latent per target age.
+hyper-parameters under their own names and does nothing else; ``fit(pairs)`` validates them,
+learns from a :class:`~aging.latents.PairSet` and returns ``self``; learned attributes end in
+``_``; ``predict(start_latent, start_age, target_ages)`` returns one latent per target age.
+
+Each model declares what its hyper-parameters accept (``_params``: name -> :class:`Param`);
+:func:`make_model`, :meth:`AgeModel.fit` and :func:`load_model` check the values against it,
+so a bad value is one :class:`ModelError` line naming the parameter and what it accepts.
 
 Latents are flattened where they enter a model (``[D]``) and reshaped where they leave it.
 Models save to a directory as ``model.json`` (name, hyper-parameters, shapes) plus
-``model.npz`` (learned arrays, loaded with ``allow_pickle=False``): never pickles.
+``model.npz`` (learned arrays, loaded with ``allow_pickle=False``): never pickles. Both are
+written and read through :mod:`aging.io`.
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
-import json
+import math
+import numbers
 import os
-import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from aging.errors import AgingError
+
+from aging import io as aio
+from aging.errors import AgingError, FileFormatError
 
 REGISTRY: dict[str, type["AgeModel"]] = {}
 FORMAT = "aging-model/1"
 
+#: kept for the modules that import the JSON sanitiser from here (aging.evaluate)
+_jsonable = aio.to_jsonable
+
 
 class ModelError(AgingError, ValueError):
-    """Bad model input: wrong latent shape, unknown parameter, unfitted model, bad file."""
+    """Bad model input: wrong latent shape, unknown parameter or value, unfitted model, bad file."""
 
 
 def register(cls: type["AgeModel"]) -> type["AgeModel"]:
@@ -39,12 +51,95 @@ def register(cls: type["AgeModel"]) -> type["AgeModel"]:
     return cls
 
 
+# ---------------------------------------------------------------------------------------------
+# Hyper-parameter values
+# ---------------------------------------------------------------------------------------------
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return (isinstance(value, (numbers.Real, np.floating, np.integer))
+            and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value)))
+
+
+@dataclass(frozen=True)
+class Param:
+    """What one hyper-parameter accepts.
+
+    ``kind``: ``"int"`` (whole number), ``"float"`` (finite number), ``"floats"`` (a number or a
+    non-empty list of numbers), ``"choice"`` (one of ``choices``), ``"path"`` (a file name).
+    ``low``/``high`` bound numbers (``low_open``: strictly above ``low``, ``high_open``: strictly
+    below ``high``); ``none``: ``None`` is accepted too.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+    none: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.kind == "path":
+            text = "a file name"
+        else:
+            what = {"int": "a whole number", "float": "a number",
+                    "floats": "a number or a non-empty list of numbers"}[self.kind]
+            bounds = []
+            if self.low is not None:
+                bounds.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
+            if self.high is not None:
+                bounds.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
+            text = what + (" " + " and ".join(bounds) if bounds else "")
+        return text + (" or None" if self.none else "")
+
+    def accepts(self, value) -> bool:
+        if value is None:
+            return self.none
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "path":
+            return isinstance(value, (str, os.PathLike)) and str(value) != ""
+        if self.kind == "int":
+            return _is_int(value) and self._in_range(int(value))
+        if self.kind == "float":
+            return _is_real(value) and self._in_range(float(value))
+        if self.kind == "floats":
+            values = [value] if not isinstance(value, (list, tuple, np.ndarray)) else list(np.ravel(value))
+            return bool(values) and all(_is_real(v) and self._in_range(float(v)) for v in values)
+        raise RuntimeError(f"unknown parameter kind {self.kind!r}")
+
+    def _in_range(self, x: float) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        if self.high is not None and (x >= self.high if self.high_open else x > self.high):
+            return False
+        return True
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
 class AgeModel(abc.ABC):
     """Base class: parameter handling, shape checks, save/load."""
 
     name: ClassVar[str] = ""
     #: learned array attributes saved in ``model.npz`` (besides ``latent_shape_``)
     _state_arrays: ClassVar[tuple[str, ...]] = ()
+    #: what each hyper-parameter accepts (every constructor argument has an entry)
+    _params: ClassVar[dict[str, Param]] = {}
 
     # -- parameters ------------------------------------------------------------------------
     @classmethod
@@ -52,6 +147,11 @@ class AgeModel(abc.ABC):
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    @classmethod
+    def param_help(cls) -> dict[str, str]:
+        """``{name: what it accepts}`` for every hyper-parameter (for help texts)."""
+        return {k: cls._params[k].describe() if k in cls._params else "any value" for k in cls.param_names()}
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self.param_names()}
@@ -63,6 +163,20 @@ class AgeModel(abc.ABC):
                                  f"(known: {', '.join(self.param_names())})")
             setattr(self, k, v)
         return self
+
+    def validate_params(self) -> None:
+        """Check every hyper-parameter value; a bad one is a one-line :class:`ModelError` naming
+        the parameter and what it accepts."""
+        for key in self.param_names():
+            spec = self._params.get(key)
+            value = getattr(self, key)
+            if spec is not None and not spec.accepts(value):
+                raise ModelError(f"model {self.name}: parameter {key} must be {spec.describe()}, "
+                                 f"got {_short(value)}")
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Checks that involve several parameters (subclasses)."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -78,9 +192,19 @@ class AgeModel(abc.ABC):
         """``start [D]``, ages in days -> ``[T, D]``."""
 
     def _begin_fit(self, pairs) -> None:
+        """Validate the parameters and the training pairs; record the latent shape."""
+        self.validate_params()
+        ds = pairs.dataset
+        where = f"{ds.root}: " if getattr(ds, "root", None) else ""
         if len(pairs) == 0:
-            raise ModelError(f"model {self.name}: no training pairs")
-        self.latent_shape_ = tuple(pairs.dataset.latent_shape)
+            raise ModelError(f"{where}model {self.name}: no training pairs (every subject needs at least "
+                             f"two photos of different ages)")
+        seen = np.unique(np.concatenate([pairs.start, pairs.target]))
+        lat = ds.latents_flat[seen]
+        if np.array_equal(lat.min(axis=0), lat.max(axis=0)):
+            raise ModelError(f"{where}all {len(seen)} training latents are identical: there is nothing "
+                             f"to learn (check the encoder's output)")
+        self.latent_shape_ = tuple(ds.latent_shape)
 
     def check_fitted(self) -> None:
         if not hasattr(self, "latent_shape_"):
@@ -114,62 +238,91 @@ class AgeModel(abc.ABC):
     def _get_state(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(getattr(self, k)) for k in self._state_arrays}
 
+    @classmethod
+    def _upgrade_state(cls, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Fill in arrays that older saves lack (subclasses); called before the missing check."""
+        return arrays
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         for k in self._state_arrays:
             setattr(self, k, arrays[k])
 
+    def _check_state(self) -> str | None:
+        """After loading: what is inconsistent in the learned arrays (``None``: nothing)."""
+        return None
+
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.json`` + ``model.npz`` into ``directory`` (atomically, each)."""
+        """Write ``model.npz`` then ``model.json`` into ``directory`` (atomically, each)."""
         self.check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
             "model": self.name,
-            "params": _jsonable(self.get_params()),
+            "params": self.get_params(),
             "latent_shape": list(self.latent_shape_),
         }
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, **self._get_state())
-        os.replace(tmp, directory / "model.npz")
-        _write_text_atomic(directory / "model.json", json.dumps(meta, indent=2) + "\n")
+        aio.save_npz(directory / "model.npz", **self._get_state())
+        aio.write_json(directory / "model.json", meta)
         return directory
 
 
 def load_model(directory: str | Path) -> AgeModel:
-    """Load a model saved by :meth:`AgeModel.save` (a run directory or its ``model.json``)."""
+    """Load a model saved by :meth:`AgeModel.save` (a run directory or its ``model.json``).
+
+    Every problem (no or damaged ``model.json``, unknown model or parameter, a parameter value
+    the model does not accept, an unreadable ``model.npz``, missing or inconsistent arrays) is a
+    one-line :class:`ModelError` naming the file.
+    """
     directory = Path(directory)
     if directory.is_file() and directory.suffix == ".json":
         directory = directory.parent
     meta_path = directory / "model.json"
+    npz_path = directory / "model.npz"
     if not meta_path.is_file():
         raise ModelError(f"{directory}: no model.json (not a saved model or run directory)")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{meta_path}: not valid JSON ({exc})") from None
+        meta = aio.read_json(meta_path, what="model description")
+    except FileFormatError as exc:
+        raise ModelError(str(exc)) from None
+    if not isinstance(meta, Mapping):
+        raise ModelError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
-        raise ModelError(f"{meta_path}: unknown model format {meta.get('format')!r} (expected {FORMAT})")
-    cls = REGISTRY.get(meta.get("model"))
+        raise ModelError(f"{meta_path}: unknown model format {_short(meta.get('format'))} (expected {FORMAT})")
+    name = meta.get("model")
+    cls = REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ModelError(f"{meta_path}: unknown model {meta.get('model')!r} (known: {', '.join(sorted(REGISTRY))})")
-    model = cls(**_from_json_params(cls, meta["params"]))
+        raise ModelError(f"{meta_path}: unknown model {_short(name)} (known: {', '.join(sorted(REGISTRY))})")
+    params = meta.get("params", {})
+    if not isinstance(params, Mapping):
+        raise ModelError(f"{meta_path}: 'params' must be an object, got {_short(params)}")
+    shape = meta.get("latent_shape")
+    if not (isinstance(shape, list) and shape and all(_is_int(s) and s >= 1 for s in shape)):
+        raise ModelError(f"{meta_path}: 'latent_shape' must be a list of positive whole numbers, got {_short(shape)}")
     try:
-        with np.load(directory / "model.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{directory / 'model.npz'}: unreadable ({exc})") from None
+        model = make_model(name, **_from_json_params(cls, dict(params)))
+    except ModelError as exc:
+        raise ModelError(f"{meta_path}: {exc}") from None
+    try:
+        arrays = aio.read_npz(npz_path, what="model archive")
+    except FileFormatError as exc:
+        raise ModelError(str(exc)) from None
+    arrays = cls._upgrade_state(arrays)
     missing = [k for k in cls._state_arrays if k not in arrays]
     if missing:
-        raise ModelError(f"{directory / 'model.npz'}: missing arrays {', '.join(missing)}")
-    model.latent_shape_ = tuple(meta["latent_shape"])
-    model._set_state(arrays)
+        raise ModelError(f"{npz_path}: missing arrays {', '.join(missing)} (not saved by model {name}?)")
+    model.latent_shape_ = tuple(int(s) for s in shape)
+    try:
+        model._set_state(arrays)
+        problem = model._check_state()
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+        problem = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    if problem:
+        raise ModelError(f"{npz_path}: {problem} (the archive does not match {meta_path.name})")
     return model
 
 
 def make_model(name: str, **params) -> AgeModel:
-    """Instantiate a registered model by name, validating the parameter names."""
+    """Instantiate a registered model by name, validating the parameter names and values."""
     cls = REGISTRY.get(name)
     if cls is None:
         raise ModelError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})")
@@ -177,21 +330,9 @@ def make_model(name: str, **params) -> AgeModel:
     if unknown:
         raise ModelError(f"unknown parameter {unknown[0]!r} for model {name} "
                          f"(known: {', '.join(cls.param_names())})")
-    return cls(**params)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    model = cls(**params)
+    model.validate_params()
+    return model
 
 
 def _from_json_params(cls, params: dict) -> dict:
@@ -204,8 +345,23 @@ def _from_json_params(cls, params: dict) -> dict:
     return out
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def check_array(model, key: str, shape: tuple, *, finite: bool = True) -> str | None:
+    """A problem description when ``model.<key>`` does not have ``shape`` (``None`` entries: any
+    size), is not numeric, or (``finite``) holds NaN or inf; ``None`` when it is fine."""
+    arr = np.asarray(getattr(model, key))
+    if arr.dtype.kind not in "biuf":
+        return f"array {key} has dtype {arr.dtype}, expected numbers"
+    if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+        want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        return f"array {key} has shape {arr.shape}, expected {want}"
+    if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        return f"array {key} contains NaN or inf"
+    return None
+
+
+def check_indices(model, key: str, dim: int) -> str | None:
+    """A problem description when ``key`` is not a 1-D array of component indices below ``dim``."""
+    arr = np.asarray(getattr(model, key))
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= dim)):
+        return f"array {key} is not a list of component indices below {dim}"
+    return None

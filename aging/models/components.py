@@ -45,9 +45,11 @@ def select_components(pairs, method: str | None, n: int | None) -> np.ndarray:
         return np.arange(dim)
     if method not in SELECTIONS:
         raise ValueError(f"unknown component selection {method!r} (choose from {', '.join(SELECTIONS)})")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"parameter dims must be a whole number, got {n!r}")
     n = int(n)
     if not 1 <= n <= dim:
-        raise ValueError(f"dims must be between 1 and {dim}, got {n}")
+        raise ValueError(f"parameter dims must be between 1 and {dim} (the number of latent components), got {n}")
     if method == "first":
         return np.arange(n)
     var = step_variances(pairs, normalise=(method == "norm"))

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from aging.ages import DAYS_PER_YEAR
-from aging.models.base import AgeModel, ModelError, register
+from aging.errors import FileFormatError
+from aging.io import read_latent
+from aging.models.base import AgeModel, ModelError, Param, check_array, register
 
 
 def pooled_slope(pairs) -> np.ndarray:
@@ -23,7 +25,7 @@ def pooled_slope(pairs) -> np.ndarray:
         num += a @ (x - x.mean(0))
         den += float(a @ a)
     if den == 0:
-        raise ModelError("direction: no training subject has two photos of different ages")
+        raise ModelError("model direction: no training subject has two photos of different ages")
     return num / den
 
 
@@ -40,6 +42,7 @@ class AgeDirection(AgeModel):
 
     name = "direction"
     _state_arrays = ("direction_", "scale_")
+    _params = {"direction": Param("path", none=True)}
 
     def __init__(self, direction=None):
         self.direction = direction
@@ -47,16 +50,17 @@ class AgeDirection(AgeModel):
     def _load_direction(self, dim: int, shape) -> np.ndarray:
         path = Path(self.direction)
         if not path.is_file():
-            raise ModelError(f"{path}: no such direction file")
+            raise ModelError(f"{path}: no such direction file (model direction, parameter direction)")
         try:
-            d = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"{path}: unreadable direction ({exc})") from None
+            d = read_latent(path)  # readable, floating, finite
+        except FileFormatError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise ModelError(f"{path}: not a usable direction file (model direction): {reason}") from None
         if d.size != dim or (d.ndim > 1 and d.shape != tuple(shape)):
             raise ModelError(f"{path}: direction shape {d.shape} does not match latents {tuple(shape)}")
         d = d.reshape(-1).astype(np.float64)
-        if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
-            raise ModelError(f"{path}: direction is zero or not finite")
+        if np.linalg.norm(d) == 0:
+            raise ModelError(f"{path}: direction is zero")
         return d
 
     def fit(self, pairs):
@@ -68,7 +72,8 @@ class AgeDirection(AgeModel):
             d = self._load_direction(ds.dim, ds.latent_shape)
         norm = np.linalg.norm(d)
         if norm == 0:
-            raise ModelError("direction: the learned direction is zero")
+            raise ModelError("model direction: the learned direction is zero (no training subject's "
+                             "latents change with age)")
         d = d / norm
         q = ds.latents_flat.astype(np.float64) @ d  # [N] projection of every photo
         dt = (ds.ages[pairs.target] - ds.ages[pairs.start]).astype(np.float64)
@@ -76,6 +81,10 @@ class AgeDirection(AgeModel):
         self.direction_ = d.astype(np.float32)  # [D]
         self.scale_ = np.float64(dt @ dq / max(dt @ dt, 1e-300))  # latent units per day along d
         return self
+
+    def _check_state(self):
+        dim = int(np.prod(self.latent_shape_))
+        return check_array(self, "direction_", (dim,)) or check_array(self, "scale_", ())
 
     def _predict_flat(self, start, start_age, target_ages):
         dt = (target_ages - start_age)[:, None]

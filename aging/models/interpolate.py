@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from aging.models.base import AgeModel, ModelError, register
-from aging.models.components import select_components
+from aging.models.base import AgeModel, ModelError, Param, check_array, check_indices, register
+from aging.models.components import SELECTIONS, select_components
 
 
 @register
@@ -30,6 +30,13 @@ class TwoPointInterpolation(AgeModel):
 
     name = "interp"
     _state_arrays = ("velocity_", "comps_")
+    _params = {
+        "t1": Param("int", low=0, none=True),
+        "t2": Param("int", low=0, none=True),
+        "k": Param("int", low=1),
+        "select": Param("choice", choices=SELECTIONS + ("all",), none=True),
+        "dims": Param("int", low=1, none=True),
+    }
 
     def __init__(self, t1=None, t2=None, k=1, select=None, dims=None):
         self.t1 = t1
@@ -42,8 +49,6 @@ class TwoPointInterpolation(AgeModel):
         self._begin_fit(pairs)
         ds = pairs.dataset
         k = int(self.k)
-        if k < 1:
-            raise ModelError(f"interp: k must be >= 1, got {k}")
         velocities = []
         for seq in pairs.sequences():
             if len(seq) < 2:
@@ -59,16 +64,22 @@ class TwoPointInterpolation(AgeModel):
                 continue
             velocities.append((l2 - l1) / (a2 - a1))
         if not velocities:
-            raise ModelError("interp: no training subject has two distinct anchor ages")
+            raise ModelError("model interp: no training subject has two distinct anchor ages "
+                             f"(t1={self.t1}, t2={self.t2}, k={self.k}; each anchor is the mean of the k "
+                             f"photos nearest to its age: use a smaller k, other anchor ages, or more photos)")
         try:
             comps = select_components(pairs, self.select, self.dims)
         except ValueError as exc:
-            raise ModelError(str(exc)) from None
+            raise ModelError(f"model interp: {exc}") from None
         velocity = np.zeros(ds.dim)
         velocity[comps] = np.mean(velocities, axis=0)[comps]
         self.velocity_ = velocity  # [D] per day, float64
         self.comps_ = comps.astype(np.int64)
         return self
+
+    def _check_state(self):
+        dim = int(np.prod(self.latent_shape_))
+        return check_array(self, "velocity_", (dim,)) or check_indices(self, "comps_", dim)
 
     def _predict_flat(self, start, start_age, target_ages):
         dt = (target_ages - start_age)[:, None]  # [T, 1]

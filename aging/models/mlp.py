@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from aging.models.base import AgeModel, ModelError, register
-from aging.models.components import select_components
+import re
+
+from aging.models.base import AgeModel, ModelError, Param, _short, check_array, check_indices, register
+from aging.models.components import SELECTIONS, select_components
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
+_DEVICE = re.compile(r"^(cpu|auto|cuda(:[0-9]+)?)$")
 
 
 def _build_net(n_in: int, hidden: int, n_out: int, activation: str):
@@ -62,6 +65,21 @@ class MLPModel(AgeModel):
 
     name = "mlp"
     _state_arrays = ("comps_", "x_mean_", "x_scale_", "y_mean_", "y_scale_", "ages_", "history_")
+    _params = {
+        "hidden": Param("int", low=1),
+        "activation": Param("choice", choices=ACTIVATIONS),
+        "lr": Param("float", low=0.0, low_open=True),
+        "l1": Param("float", low=0.0),
+        "l2": Param("float", low=0.0),
+        "features": Param("choice", choices=SELECTIONS + ("all",)),
+        "dims": Param("int", low=1, none=True),
+        "output": Param("choice", choices=("offset", "target")),
+        "epochs": Param("int", low=1),
+        "batch_size": Param("int", low=1),
+        "patience": Param("int", low=1),
+        "val_fraction": Param("float", low=0.0, high=1.0, high_open=True),
+        "random_state": Param("int", low=0),
+    }
 
     def __init__(self, hidden=256, activation="tanh", lr=0.01, l1=0.0, l2=0.0, features="linear",
                  dims=512, output="offset", epochs=200, batch_size=128, patience=15,
@@ -82,13 +100,10 @@ class MLPModel(AgeModel):
         self.device = device
 
     # -- helpers -------------------------------------------------------------------------------
-    def _validate(self):
-        if self.activation not in ACTIVATIONS:
-            raise ModelError(f"mlp: activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if self.output not in ("offset", "target"):
-            raise ModelError(f"mlp: output must be 'offset' or 'target', got {self.output!r}")
-        if int(self.hidden) < 1 or int(self.epochs) < 1 or int(self.batch_size) < 1:
-            raise ModelError("mlp: hidden, epochs and batch_size must be positive")
+    def _check_params(self):
+        if not (isinstance(self.device, str) and _DEVICE.match(self.device)):
+            raise ModelError(f"model mlp: parameter device must be one of cpu, cuda, cuda:N, auto, "
+                             f"got {_short(self.device)}")
 
     def _inputs(self, lat_sel, a_s, a_t):
         """Standardised network inputs ``[B, n + 2]`` (numpy)."""
@@ -102,13 +117,15 @@ class MLPModel(AgeModel):
         from tqdm.auto import tqdm
 
         self._begin_fit(pairs)
-        self._validate()
         ds = pairs.dataset
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"model mlp: parameter device is {self.device!r} but CUDA is not available "
+                             f"(use device=cpu or device=auto)")
         try:
             comps = select_components(pairs, None if self.features == "all" else self.features,
                                       None if self.features == "all" else self.dims)
         except ValueError as exc:
-            raise ModelError(str(exc)) from None
+            raise ModelError(f"model mlp: {exc}") from None
         self.comps_ = comps.astype(np.int64)
         lat = ds.latents_flat[:, comps].astype(np.float64)  # [N, n]
         seen = pairs.photos
@@ -210,6 +227,29 @@ class MLPModel(AgeModel):
         import torch
 
         super()._set_state(arrays)
-        net = _build_net(len(self.comps_) + 2, int(self.hidden), len(self.comps_), self.activation)
-        net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        n = int(np.asarray(self.comps_).size)
+        net = _build_net(n + 2, int(self.hidden), n, self.activation)
+        weights = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
+        for key, param in net.state_dict().items():
+            if key not in weights:
+                raise ValueError(f"missing network weights net.{key}")
+            if tuple(weights[key].shape) != tuple(param.shape):
+                raise ValueError(f"network weights net.{key} have shape {tuple(weights[key].shape)}, "
+                                 f"expected {tuple(param.shape)}")
+            if not np.all(np.isfinite(weights[key])):
+                raise ValueError(f"network weights net.{key} contain NaN or inf")
+        extra = sorted(set(weights) - set(net.state_dict()))
+        if extra:
+            raise ValueError(f"unexpected network weights net.{extra[0]}")
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in weights.items()})
         self._net = net.eval()
+
+    def _check_state(self):
+        dim = int(np.prod(self.latent_shape_))
+        n = int(np.asarray(self.comps_).size)
+        for key, shape in (("x_mean_", (n,)), ("x_scale_", (n,)), ("y_mean_", (n,)), ("y_scale_", (n,)),
+                           ("ages_", (2,))):
+            problem = check_array(self, key, shape)
+            if problem:
+                return problem
+        return check_array(self, "history_", (None, 2), finite=False) or check_indices(self, "comps_", dim)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aging.models.base import AgeModel, ModelError, register
-from aging.models.components import select_components
+from aging.models.base import AgeModel, ModelError, Param, check_array, check_indices, register
+from aging.models.components import SELECTIONS, select_components
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 
@@ -49,29 +49,40 @@ class PairStats:
 
 
 class _Basis:
-    """Map input latents to regression features: ``p = (x[in] - mu) @ V`` (``V=None``: identity)."""
+    """Map input latents to regression features: ``p = (x[in] - mu) @ V`` when ``project``, else
+    ``p = x[in] - mu`` (identity).
+
+    With fewer unique start photos ``U`` than input components the features are the principal
+    coordinates of the centred start latents: ``V [Din, r]`` with orthonormal columns, ``r`` their
+    rank. ``r`` can be 0: one start photo (the study's one subject with ``first`` pairs), or start
+    photos with identical latents; the regression then has only the two age features.
+    """
 
     def __init__(self, latents_in: np.ndarray, tol: float = 1e-10):
         # latents_in: [U, Din] float64, the unique start latents restricted to the input components
         self.mu = latents_in.mean(axis=0)
         xc = latents_in - self.mu
         n_starts, d_in = xc.shape
-        if n_starts < d_in:
+        self.project = n_starts < d_in
+        if self.project:
             gram = xc @ xc.T  # [U, U]
             evals, evecs = np.linalg.eigh(gram)
-            keep = evals > tol * max(evals.max(), 1e-300)
+            # relative to the largest eigenvalue, and never below rounding noise of the latents'
+            # size (the mean of identical latents is not exactly each of them)
+            floor = 1e-12 * float(np.sum(latents_in**2)) + 1e-300
+            keep = evals > tol * max(float(evals.max()), floor)
             evals, evecs = evals[keep], evecs[:, keep]
-            self.V = (xc.T @ evecs) / np.sqrt(evals)  # [Din, r], orthonormal columns
+            self.V = (xc.T @ evecs) / np.sqrt(evals)  # [Din, r], orthonormal columns, r >= 0
         else:
-            self.V = None
+            self.V = np.zeros((0, 0))
 
     def transform(self, x_in: np.ndarray) -> np.ndarray:
         xc = x_in - self.mu
-        return xc if self.V is None else xc @ self.V
+        return xc @ self.V if self.project else xc
 
     @property
     def rank(self) -> int:
-        return len(self.mu) if self.V is None else self.V.shape[1]
+        return self.V.shape[1] if self.project else len(self.mu)
 
 
 def pair_statistics(pairs, pair_index, basis_features: np.ndarray, start_rows: np.ndarray,
@@ -167,7 +178,7 @@ def sse(stats: PairStats, coef: np.ndarray, intercept: np.ndarray) -> float:
 class _PairRegression(AgeModel):
     """Shared fit/predict of the linear pair regressions."""
 
-    _state_arrays = ("in_comps_", "out_comps_", "mu_in_", "basis_", "coef_", "intercept_", "ages_")
+    _state_arrays = ("in_comps_", "out_comps_", "mu_in_", "project_", "basis_", "coef_", "intercept_", "ages_")
     _offset = True
 
     @abc.abstractmethod
@@ -200,15 +211,40 @@ class _PairRegression(AgeModel):
         self.in_comps_ = in_comps.astype(np.int64)
         self.out_comps_ = out_comps.astype(np.int64)
         self.mu_in_ = basis.mu.astype(np.float32)
-        self.basis_ = (np.zeros((0, 0)) if basis.V is None else basis.V).astype(np.float32)
+        self.project_ = np.bool_(basis.project)  # False: the features are the centred inputs
+        self.basis_ = basis.V.astype(np.float32)  # [Din, r] when projecting, else [0, 0]
         self.coef_ = coef.astype(np.float32)  # [r + 2, Dout]
         self.intercept_ = intercept.astype(np.float32)  # [Dout]
         self.ages_ = np.array([age_mean, age_scale])
         return self
 
+    @classmethod
+    def _upgrade_state(cls, arrays):
+        # saves before ``project_`` existed: an identity basis was stored as [0, 0], a projection
+        # (rank >= 0) as [Din, r]
+        if "project_" not in arrays and "basis_" in arrays and arrays["basis_"].ndim == 2:
+            arrays = {**arrays, "project_": np.bool_(arrays["basis_"].shape[0] > 0)}
+        return arrays
+
+    def _check_state(self):
+        dim = int(np.prod(self.latent_shape_))
+        self.project_ = np.bool_(np.asarray(self.project_).reshape(()))
+        n_in, n_out = np.asarray(self.in_comps_).size, np.asarray(self.out_comps_).size
+        rank = np.asarray(self.basis_).shape[-1] if self.project_ else n_in
+        problems = [
+            check_indices(self, "in_comps_", dim), check_indices(self, "out_comps_", dim),
+            check_array(self, "mu_in_", (n_in,)),
+            check_array(self, "basis_", (n_in, None) if self.project_ else (0, 0)),
+            check_array(self, "coef_", (rank + 2, n_out)), check_array(self, "intercept_", (n_out,)),
+            check_array(self, "ages_", (2,)),
+        ]
+        if not any(problems) and not self.ages_[1] > 0:
+            problems.append("array ages_ has a non-positive age scale")
+        return next((p for p in problems if p), None)
+
     def _predict_flat(self, start, start_age, target_ages):
         x = start[self.in_comps_] - self.mu_in_
-        p = x if self.basis_.size == 0 else x @ self.basis_  # [r]
+        p = x @ self.basis_ if self.project_ else x  # [r]
         r = len(p)
         a_s = (start_age - self.ages_[0]) / self.ages_[1]
         a_t = ((target_ages - self.ages_[0]) / self.ages_[1]).astype(np.float32)  # [T]
@@ -262,6 +298,11 @@ class OffsetRegression(_PairRegression):
     """
 
     name = "offset"
+    _params = {
+        "select": Param("choice", choices=SELECTIONS + ("all",), none=True),
+        "dims": Param("int", low=1, none=True),
+        "inputs": Param("choice", choices=("selected", "all")),
+    }
 
     def __init__(self, select="linear", dims=None, inputs="selected"):
         self.select = select
@@ -269,12 +310,10 @@ class OffsetRegression(_PairRegression):
         self.inputs = inputs
 
     def _components(self, pairs):
-        if self.inputs not in ("selected", "all"):
-            raise ModelError(f"inputs must be 'selected' or 'all', got {self.inputs!r}")
         try:
             out = select_components(pairs, self.select, self.dims)
         except ValueError as exc:
-            raise ModelError(str(exc)) from None
+            raise ModelError(f"model {self.name}: {exc}") from None
         return (out if self.inputs == "selected" else np.arange(pairs.dataset.dim)), out
 
 
@@ -294,6 +333,12 @@ class RidgeRegression(OffsetRegression):
 
     name = "ridge"
     _state_arrays = _PairRegression._state_arrays + ("alpha_", "cv_scores_")
+    _params = {
+        **OffsetRegression._params,
+        "alphas": Param("floats", low=0.0),
+        "cv": Param("int", low=2),
+        "random_state": Param("int", low=0),
+    }
 
     def __init__(self, select="linear", dims=None, inputs="selected", alphas=DEFAULT_ALPHAS, cv=5,
                  random_state=0):
@@ -302,12 +347,15 @@ class RidgeRegression(OffsetRegression):
         self.cv = cv
         self.random_state = random_state
 
+    def _check_state(self):
+        return super()._check_state() or check_array(self, "alpha_", ()) or check_array(self, "cv_scores_", (None,))
+
     def _alpha(self, pairs, stats_fn):
-        alphas = np.asarray(self.alphas, dtype=np.float64)
-        n_folds = int(min(self.cv, len(pairs)))
+        alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))  # [A]
+        n_folds = int(min(int(self.cv), len(pairs)))
         if n_folds < 2:
-            raise ModelError(f"ridge: need at least 2 pairs for cross-validation, got {len(pairs)}")
-        rng = np.random.default_rng(self.random_state)
+            raise ModelError(f"model ridge: cross-validation needs at least 2 training pairs, got {len(pairs)}")
+        rng = np.random.default_rng(int(self.random_state))
         fold_of = rng.permutation(len(pairs)) % n_folds
         fold_stats = [stats_fn(np.nonzero(fold_of == f)[0]) for f in range(n_folds)]
         total = fold_stats[0]
