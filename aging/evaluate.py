@@ -229,19 +229,23 @@ def explained_variance(ds: LatentDataset) -> float:
     """Fraction of the within-subject latent variance explained by a per-subject linear age fit."""
     total, resid = 0.0, 0.0
     for s in ds.subjects:
+        if len(s) < 2:
+            continue
         x = s.latents.reshape(len(s), -1).astype(np.float64)
         a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
         xc = x - x.mean(0)
         slope = a @ xc / (a @ a)
         total += float((xc**2).sum())
         resid += float(((xc - a[:, None] * slope[None, :]) ** 2).sum())
-    return 1.0 - resid / total
+    return 1.0 - resid / total if total > 0 else float("nan")  # no variance at all: undefined
 
 
 def lag1_autocorrelation(ds: LatentDataset) -> float:
     """Mean lag-1 autocorrelation of the residuals of a per-subject linear age fit."""
     vals = []
     for s in ds.subjects:
+        if len(s) < 3:
+            continue
         x = s.latents.reshape(len(s), -1).astype(np.float64)
         a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
         xc = x - x.mean(0)
@@ -249,7 +253,7 @@ def lag1_autocorrelation(ds: LatentDataset) -> float:
         num = (r[1:] * r[:-1]).sum(0)
         den = (r**2).sum(0)
         vals.append(np.mean(num / np.maximum(den, 1e-12)))
-    return float(np.mean(vals))
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def line_distances(latents: np.ndarray, i: int, j: int) -> np.ndarray:
@@ -271,11 +275,27 @@ def line_distances(latents: np.ndarray, i: int, j: int) -> np.ndarray:
     return np.sqrt(np.mean(d**2, axis=1))
 
 
+def check_anchors(anchors: tuple[int, int], n: int, name: str = "the subject") -> tuple[int, int]:
+    """Two distinct photo indices of a sequence of ``n`` photos (negative ones count from the end)
+    as non-negative indices; an index outside ``-n .. n-1`` is refused, never wrapped round."""
+    out = []
+    for a in anchors:
+        if not -n <= a < n:
+            raise ValueError(f"photo index {a} is out of range: {name} has {n} photos "
+                             f"(indices 0..{n - 1}, or -{n}..-1 from the end)")
+        out.append(a % n)
+    if out[0] == out[1]:
+        raise ValueError(f"the two anchors are the same photo (index {out[0]} of {name})")
+    return out[0], out[1]
+
+
 def linearity(dataset: LatentDataset, subject: str | int = 0, anchors: tuple[int, int] = (0, -1)) -> dict:
     """Linearity of one subject's sequence: distances from the anchor line, step variances."""
     k = dataset.index_of(subject) if isinstance(subject, str) else int(subject)
+    if not 0 <= k < len(dataset.subjects):
+        raise ValueError(f"no subject #{k} (the dataset has {len(dataset.subjects)})")
     s = dataset.subjects[k]
-    i, j = (a % len(s) for a in anchors)
+    i, j = check_anchors(anchors, len(s), s.name)
     dist = line_distances(s.latents, i, j)
     x = s.latents.reshape(len(s), -1).astype(np.float64)
     steps = np.diff(x, axis=0) / np.diff(s.ages)[:, None]

@@ -18,18 +18,29 @@ latent variance and the photo-to-photo residuals are uncorrelated, as in the rea
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from aging import io
 from aging.ages import DAYS_PER_YEAR
+from aging.errors import AgingError
 from aging.latents import LatentDataset, Subject
 
 REFERENCE_AGE_DAYS = int(20 * DAYS_PER_YEAR)  # trajectories are measured from age 20
 TREND_SPAN_DAYS = 5 * DAYS_PER_YEAR  # ``trend`` is the change over five years
+RECORD = "synth.json"  # the completion record of a written dataset (written last)
+MAX_VALUES = 100_000_000  # subjects x photos x latent size: beyond this, memory runs out
+
+
+class SynthError(AgingError, ValueError):
+    """A synthetic dataset that cannot be made or written (the message names the option or folder)."""
 
 
 @dataclass
@@ -47,8 +58,30 @@ class SynthConfig:
     start_age_years: tuple[float, float] = (18.0, 30.0)
 
 
+def check_config(cfg: SynthConfig) -> None:
+    """Refuse a configuration that cannot give a dataset (one line naming the setting)."""
+    if cfg.subjects < 1 or cfg.photos < 2:
+        raise SynthError("need at least one subject (--subjects) and two photos per subject (--photos)")
+    if not cfg.shape or any(int(n) < 1 for n in cfg.shape):
+        raise SynthError(f"--shape: every size must be positive, got {tuple(cfg.shape)}")
+    values = cfg.subjects * cfg.photos * math.prod(int(n) for n in cfg.shape)
+    if values > MAX_VALUES:
+        raise SynthError(f"--subjects x --photos x --shape = {values:,} latent values; at most "
+                         f"{MAX_VALUES:,} fit in memory")
+    for name in ("noise", "trend", "curvature", "rate_spread", "age_fraction"):
+        if not math.isfinite(getattr(cfg, name)):
+            raise SynthError(f"{name} must be a finite number, got {getattr(cfg, name)}")
+    if cfg.noise < 0:
+        raise SynthError(f"noise must not be negative, got {cfg.noise}")
+    if not 0 < cfg.age_fraction <= 1:
+        raise SynthError(f"age fraction must be in (0, 1], got {cfg.age_fraction}")
+    if cfg.seed < 0:
+        raise SynthError(f"seed must not be negative, got {cfg.seed}")
+
+
 def generate(cfg: SynthConfig) -> tuple[LatentDataset, dict]:
     """Draw a dataset from ``cfg``. Returns the dataset (with ``clean`` latents) and the truth."""
+    check_config(cfg)
     rng = np.random.default_rng(cfg.seed)
     shape = tuple(int(s) for s in cfg.shape)
     dim = int(np.prod(shape))
@@ -110,28 +143,116 @@ def write_dataset(ds: LatentDataset, truth: dict | None, out: str | Path) -> Pat
     """Write ``out/<subject>/<age_days>.npy`` (+ ``truth.npz``), each file atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for s in ds.subjects:
-        folder = out / s.name
-        folder.mkdir(exist_ok=True)
-        for age, lat in zip(s.ages, s.latents):
-            save_npy_atomic(folder / f"{int(age)}.npy", lat)
+    for rel, array in _dataset_files(ds):
+        io.save_npy(out / rel, array)
     if truth is not None:
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".truth.", suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, **truth)
-        os.replace(tmp, out / "truth.npz")
+        io.save_npz(out / "truth.npz", **truth)
     return out
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
+def _dataset_files(ds: LatentDataset):
+    """``(relative path, latent)`` of every file of a dataset on disk."""
+    for s in ds.subjects:
+        for age, lat in zip(s.ages, s.latents):
+            yield f"{s.name}/{int(age)}.npy", lat
+
+
+save_npy_atomic = io.save_npy  # old name, still imported by callers being moved to aging.io
+
+
+# ---------------------------------------------------------------------------------------------
+# The `aging synth` stage: a whole dataset, or none
+# ---------------------------------------------------------------------------------------------
+
+
+def record_key(cfg: SynthConfig) -> str:
+    """The fingerprint of the dataset ``cfg`` gives (the data is a pure function of it)."""
+    return io.digest({"format": "aging-synth/1", "config": asdict(cfg)})
+
+
+def is_synthesized(out: str | Path, cfg: SynthConfig) -> bool:
+    """True when ``out`` holds the complete dataset of ``cfg`` (its record matches, no file lost)."""
+    return io.is_finished(Path(out) / RECORD, record_key(cfg))
+
+
+def synthesize(cfg: SynthConfig, out: str | Path, *, force: bool = False) -> tuple[LatentDataset, dict] | None:
+    """Generate the dataset of ``cfg`` and write it to ``out`` as a whole.
+
+    Returns ``None`` (and writes nothing) when ``out`` already holds exactly this dataset, unless
+    ``force``. The dataset is written into a hidden folder beside ``out`` (record last) and then
+    swapped in, so ``out`` never mixes an old dataset with a new one and a killed run leaves the
+    old one whole. A non-empty ``out`` is replaced only with ``force``, and only when everything in
+    it is part of a latent dataset (subject folders of ``.npy`` files, ``truth.npz``, the record).
+    """
+    check_config(cfg)
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise SynthError(f"{out}: give the dataset's own folder (e.g. data/synth), not {str(out)!r}")
+    if out.is_symlink():
+        raise SynthError(f"{out}: is a link; give the folder it points to")
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"{out}: is a file, not a folder")
+    if not force and is_synthesized(out, cfg):
+        return None
+    _remove_stale_temporaries(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise SynthError(f"{out}: already exists and is not empty (use --force to replace it)")
+        foreign = _not_a_dataset(out)
+        if foreign is not None:
+            raise SynthError(f"{out}: holds {foreign}, which is not part of a latent dataset; not replacing "
+                             f"it, even with --force")
+    ds, truth = generate(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    old = None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write_dataset(ds, truth, tmp)
+        files = [rel for rel, _ in _dataset_files(ds)] + ["truth.npz"]
+        io.write_record(tmp / RECORD, record_key(cfg), files, config=asdict(cfg))  # last
+        if out.exists():
+            old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old.tmp"
+            os.rename(out, old)
+        os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    ds.root = out
+    return ds, truth
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Hidden folders a killed ``synthesize(..., out)`` left beside ``out``."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.[0-9a-f]{{8}}(\.old)?\.tmp$")
+    if out.parent.is_dir():
+        for p in out.parent.iterdir():
+            if pattern.match(p.name) and p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _not_a_dataset(out: Path) -> str | None:
+    """The first entry of ``out`` that is not part of a latent dataset, or None."""
+    def latents_only(folder: Path) -> str | None:
+        for p in sorted(folder.iterdir()):
+            if not io.is_data_name(p.name):
+                continue
+            if p.is_dir() and not p.is_symlink() and p.name == "latents" and folder.parent == out:
+                bad = latents_only(p)
+                if bad:
+                    return bad
+            elif not (p.is_file() and p.suffix.lower() == ".npy"):
+                return str(p)
+        return None
+
+    for p in sorted(out.iterdir()):
+        if not io.is_data_name(p.name):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            bad = latents_only(p)
+            if bad:
+                return bad
+        elif not (p.is_file() and p.name in ("truth.npz", RECORD)):
+            return str(p)
+    return None

@@ -12,6 +12,7 @@ from aging.render.edits import layer_presets, lerp, mix, morph_ws, parse_layers,
 from aging.render.video import RenderError, VideoWriter, check_ws, decode, read_video_frames
 from aging.stylegan.checkpoints import save_generator
 from aging.synthetic import SynthConfig, generate, write_dataset
+from tests.harness import assert_user_error, cli, contents, hidden_leftovers
 from tests.tiny import photo_generator
 
 
@@ -63,13 +64,24 @@ def test_writer_gif_and_mp4(tmp_path):
     gif, mp4 = read_video_frames(tmp_path / "v.gif"), read_video_frames(tmp_path / "v.mp4")
     assert len(gif) == 7 and gif[0].shape == (24, 40, 3)
     assert len(mp4) == 7 and mp4[0].shape == (24, 40, 3)
-    assert not list(tmp_path.glob(".*part*"))  # temporary files are gone
+    assert hidden_leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.mp4"]
     # an interrupted render leaves no output behind
     with pytest.raises(KeyboardInterrupt):
         with VideoWriter(tmp_path / "x.gif", fps=5) as w:
             w.write(frames[0])
             raise KeyboardInterrupt
     assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x*"))
+    # ... and an interrupted re-render leaves the previous video as it was
+    before = contents(tmp_path)
+    with pytest.raises(RenderError, match="differs"):
+        with VideoWriter(tmp_path / "v.gif", fps=5) as w:
+            w.write(frames[0][:, :20])
+            w.write(frames[1])  # another size
+    assert contents(tmp_path) == before and hidden_leftovers(tmp_path) == []
+    with pytest.raises(RenderError, match="no frames"):
+        with VideoWriter(tmp_path / "v.gif", fps=5):
+            pass
+    assert contents(tmp_path) == before and hidden_leftovers(tmp_path) == []
 
 
 def test_gif_stream_keeps_each_frame_and_its_colours(tmp_path):
@@ -133,14 +145,13 @@ def test_render_bad_input(world, gen_path, tmp_path):
     root, _ = world
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 3), np.float32))
-    runner = CliRunner()
-    r = runner.invoke(main, ["render", "--model", str(root / "run"), "-g", str(gen_path), "--source", str(bad),
-                             "--start-age", "20y", "--ages", "20y:30y:1y", "-o", str(tmp_path / "o.gif")])
-    assert r.exit_code != 0 and "wrong latent shape" in r.output and "Traceback" not in r.output
-    r = runner.invoke(main, ["render", "--latents", str(root / "data" / "subject01"), "-g", str(tmp_path / "nope.pkl"),
-                             "-o", str(tmp_path / "o.gif")])
-    assert r.exit_code != 0 and "nope.pkl" in r.output
+    r = cli(["render", "--model", root / "run", "-g", gen_path, "--source", bad, "--start-age", "20y",
+             "--ages", "20y:30y:1y", "-o", tmp_path / "o.gif"])
+    assert_user_error(r, "bad.npy", "wrong latent shape")
+    r = cli(["render", "--latents", root / "data" / "subject01", "-g", tmp_path / "nope.pkl", "-o", tmp_path / "o.gif"])
+    assert_user_error(r, "nope.pkl")
     assert not (tmp_path / "o.gif").exists()
+    # the more cases of the table-driven suite: tests/test_bad_input_cli.py
 
 
 def test_mix_all_target_layers_equals_target(gen_path, tmp_path):
@@ -168,6 +179,7 @@ def test_mix_all_target_layers_equals_target(gen_path, tmp_path):
     w = Image.open(tmp_path / "grid.png").size[0]
     n = 2 + len(layer_presets(G.num_ws))
     assert w == n * 16 + (n - 1) * 4
+    assert hidden_leftovers(tmp_path) == []
 
 
 def test_morph_endpoints(gen_path, tmp_path):

@@ -22,11 +22,25 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Lay out, write and close a figure; return its path."""
-    fig.tight_layout()
+    """Lay out, write and close a figure; return its path.
+
+    The figure is rendered in memory and written atomically through :mod:`aging.io`, and only
+    when the file does not already hold exactly these bytes (Agg output is deterministic), so a
+    re-run leaves an unchanged chart untouched and a killed one never leaves half a PNG.
+    """
+    import io as _stdio
+
+    from aging import io
+
     path = Path(path)
-    fig.savefig(path)
-    _plt().close(fig)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    buf = _stdio.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buf, format=fmt)
+    finally:
+        _plt().close(fig)
+    io.write_if_changed(path, buf.getvalue())
     return path
 
 

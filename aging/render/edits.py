@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aging import io
 from aging.render.video import RenderError, check_ws, load_latent
 
 
@@ -62,7 +63,7 @@ def load_target(path: str | Path, G) -> tuple[np.ndarray, int]:
     path = Path(path)
     if path.is_dir():
         src = path / "latents" if (path / "latents").is_dir() else path
-        files = sorted(src.glob("*.npy"))
+        files = io.data_files(src, (".npy",))
         if not files:
             raise RenderError(f"{src}: no .npy latents to average")
         lat = np.stack([load_latent(f, G) for f in files])
@@ -88,22 +89,24 @@ def slerp(a: np.ndarray, b: np.ndarray, frames: int) -> np.ndarray:
     return out.reshape((frames,) + a.shape).astype(np.float32)
 
 
-def morph_ws(G, a: np.ndarray, b: np.ndarray, frames: int, space: str = "w") -> np.ndarray:
+def morph_ws(G, a: np.ndarray, b: np.ndarray, frames: int, space: str = "w", *,
+             names: tuple[str, str] = ("A", "B")) -> np.ndarray:
     """W+ latents of a morph from ``a`` to ``b``: ``[frames, num_ws, w_dim]``.
 
     ``space="w"``: ``a``, ``b`` are W/W+ latents, interpolated linearly. ``space="z"``: they are
-    ``[z_dim]`` vectors, interpolated spherically and mapped (truncation psi 1).
+    ``[z_dim]`` vectors, interpolated spherically and mapped (truncation psi 1). ``names`` (e.g.
+    their files) name them in errors.
     """
     if frames < 2:
         raise RenderError("a morph needs at least 2 frames")
     if space == "w":
-        a, b = check_ws(a, G, "A")[0], check_ws(b, G, "B")[0]
+        a, b = check_ws(a, G, names[0])[0], check_ws(b, G, names[1])[0]
         return lerp(a, b, frames)
     if space != "z":
         raise RenderError(f"unknown space {space!r} (use w or z)")
     import torch
 
-    for name, v in (("A", a), ("B", b)):
+    for name, v in zip(names, (a, b)):
         if np.asarray(v).reshape(-1).shape != (G.z_dim,):
             raise RenderError(f"{name}: wrong z shape {np.asarray(v).shape}; the generator takes ({G.z_dim},)")
     zs = slerp(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1), frames)

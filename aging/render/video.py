@@ -7,13 +7,14 @@ never holds its frames in memory.
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from aging.errors import AgingError
 
+from aging import io
+from aging.errors import AgingError, FileFormatError
 
 
 class RenderError(AgingError, ValueError):
@@ -43,14 +44,13 @@ def check_ws(ws: np.ndarray, G, what: str = "latent") -> np.ndarray:
 
 
 def load_latent(path: str | Path, G) -> np.ndarray:
-    """Load one latent ``.npy`` for ``G`` -> ``[num_ws, w_dim]``."""
+    """Load one latent ``.npy`` for ``G`` -> ``[num_ws, w_dim]`` (a missing, unreadable or
+    mis-shaped file, or an ``.npz`` archive, is a one-line error naming it)."""
     path = Path(path)
-    if not path.is_file():
-        raise RenderError(f"{path}: no such latent file")
     try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise RenderError(f"{path}: unreadable latent ({exc.__class__.__name__})") from None
+        arr = io.read_latent(path)
+    except FileFormatError as exc:
+        raise RenderError(str(exc)) from None
     ws = check_ws(arr, G, str(path))
     if len(ws) != 1:
         raise RenderError(f"{path}: holds {len(ws)} latents, expected one")
@@ -140,11 +140,16 @@ def grid(frames: Sequence[np.ndarray], cols: int, gap: int = 4) -> np.ndarray:
 
 
 def read_photo(path: str | Path, size: int) -> np.ndarray:
-    """An aligned photo as ``[size, size, 3]`` uint8."""
+    """An aligned photo as ``[size, size, 3]`` uint8 (a damaged file: one line naming it)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB").resize((size, size), Image.LANCZOS))
+    try:
+        arr = io.read_image(path)
+    except FileFormatError as exc:
+        raise RenderError(str(exc)) from None
+    if arr.shape[:2] == (size, size):
+        return arr
+    return np.asarray(Image.fromarray(arr).resize((size, size), Image.LANCZOS))
 
 
 def subject_photos(folder: str | Path) -> tuple[np.ndarray, list[Path]]:
@@ -153,8 +158,8 @@ def subject_photos(folder: str | Path) -> tuple[np.ndarray, list[Path]]:
     folder = Path(folder)
     src = folder / "aligned" if (folder / "aligned").is_dir() else folder
     found = {}
-    for p in src.iterdir() if src.is_dir() else []:
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.stem.isdigit():
+    for p in io.data_files(src, (".png", ".jpg", ".jpeg")):
+        if p.stem.isdigit():
             found[int(p.stem)] = p
     if not found:
         raise RenderError(f"{src}: no aligned photos named <age_days>.png")
@@ -195,12 +200,12 @@ class GifStream:
         self.fh.write(b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + int(loop).to_bytes(2, "little") + b"\x00")
 
     def write(self, frame: np.ndarray) -> None:
-        import io
+        import io as _stdio
 
         from PIL import Image
 
         im = Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-        buf = io.BytesIO()
+        buf = _stdio.BytesIO()
         im.save(buf, format="GIF")
         table, block = _split_single_gif(buf.getvalue())
         size_bits = max(0, (len(table) // 3).bit_length() - 2)  # table holds 2 ** (size_bits + 1) colours
@@ -260,7 +265,8 @@ class VideoWriter:
 
     Both stream: the MP4 (H.264, yuv420p) to ffmpeg through imageio-ffmpeg, the GIF through
     :class:`GifStream`, so a long or large video never sits in memory. Both are written to
-    temporary names and renamed at the end, so an interrupted render leaves no file behind.
+    hidden temporaries (:func:`aging.io.atomic_path`) and renamed over the outputs at the end,
+    so an interrupted render leaves the previous files as they were and no partial file.
     """
 
     def __init__(self, path: str | Path, *, fps: float = 10.0, formats: Sequence[str] = ("gif", "mp4"),
@@ -277,10 +283,14 @@ class VideoWriter:
         self._mp4 = None
         self._size = None
         self.paths = {f: self.base.with_suffix(f".{f}") for f in self.formats}
-        self._tmp = {f: p.with_name(f".{p.stem}.part.{f}") for f, p in self.paths.items()}
+        self._tmp: dict[str, Path] = {}
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self):
         self.base.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            self._tmp = {f: stack.enter_context(io.atomic_path(p)) for f, p in self.paths.items()}
+            self._stack = stack.pop_all()
         return self
 
     def write(self, frame: np.ndarray) -> None:
@@ -312,17 +322,13 @@ class VideoWriter:
                 self._mp4.close()
             if self._gif is not None:
                 self._gif.close()
-            if exc_type is not None:
-                return False
-            if self.count == 0:
+            if exc_type is None and self.count == 0:
                 raise RenderError("no frames to write")
-            for f in self.formats:
-                os.replace(self._tmp[f], self.paths[f])
-        finally:
-            for t in self._tmp.values():
-                if t.exists():
-                    t.unlink()
-        return False
+        except BaseException as err:  # the temporaries are removed, the outputs left as they were
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        # renames every temporary over its output on success; removes them on an error
+        return self._stack.__exit__(exc_type, exc, tb)
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
