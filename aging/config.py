@@ -22,19 +22,23 @@ Videos (``configs/videos.toml``), read by ``aging fetch``::
 
 One malformed video does not spoil the others: :func:`load_videos` returns the videos it could
 read and one :class:`VideoConfigError` per video it could not, each naming the file, the video and
-the field.
+the field. Numbers are checked for what they mean: ages and times are finite and not negative,
+ages stay under :data:`MAX_AGE_DAYS`, and ``exclude`` ranges are kept as ranges (never expanded)
+and may span at most :data:`MAX_EXCLUDE_RANGE` photos each.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
+import math
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from aging.ages import parse_age
-from aging.errors import AgingError
+from aging.ages import DAYS_PER_YEAR, parse_age
+from aging.errors import AgingError, FileFormatError
+from aging.io import read_toml
 
 VIDEO_FIELDS = {
     "name", "url", "subject", "start_age", "birth_date", "first_photo_date", "days_per_photo", "end_age",
@@ -43,6 +47,10 @@ VIDEO_FIELDS = {
 }
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_RANGE = re.compile(r"^\s*(\d{1,15})\s*-\s*(\d{1,15})\s*$")
+
+MAX_AGE_DAYS = 73050            # 200 years: no age (or step between photos) in a config is larger
+MAX_EXCLUDE_RANGE = 1_000_000   # photos in one "a-b" range of `exclude`
 
 
 class ConfigError(AgingError, ValueError):
@@ -58,6 +66,41 @@ class VideoConfigError(ConfigError):
 
 
 @dataclass(frozen=True)
+class PhotoNumbers:
+    """A set of photo numbers kept as sorted, disjoint, inclusive ranges (``exclude``): a range of
+    a million photos costs two integers, and membership is a binary search."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_ranges(cls, ranges) -> PhotoNumbers:
+        merged: list[list[int]] = []
+        for lo, hi in sorted(ranges):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        return cls(tuple((lo, hi) for lo, hi in merged))
+
+    def __contains__(self, n) -> bool:
+        if n is None:
+            return False
+        k = bisect.bisect_right(self.ranges, (n, math.inf)) - 1
+        return k >= 0 and self.ranges[k][0] <= n <= self.ranges[k][1]
+
+    def __len__(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+    def __iter__(self):
+        for lo, hi in self.ranges:
+            yield from range(lo, hi + 1)
+
+    def as_list(self) -> list:
+        """The TOML form: ``[17, "40-42"]``."""
+        return [lo if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges]
+
+
+@dataclass(frozen=True)
 class VideoConfig:
     """One "photo a day" video and how to turn it into age-labelled photos."""
 
@@ -70,7 +113,7 @@ class VideoConfig:
     start_time: float | None = None         # seconds
     end_time: float | None = None           # seconds
     decimate: int = 1
-    exclude: tuple[int, ...] = ()
+    exclude: PhotoNumbers = PhotoNumbers()
     stabilise: bool = True
     cutoff: float | None = None             # de-dup settings; None: the fetch defaults
     tolerance: float | None = None
@@ -103,9 +146,11 @@ class VideoConfig:
             ages = [self.start_age_days + (int(round(k * span / (n_photos - 1))) if n_photos > 1 else 0)
                     for k in range(n_photos)]
         if any(b <= a for a, b in zip(ages, ages[1:])):
-            raise VideoConfigError(
-                f"video {self.name!r}: {n_photos} photos do not fit between {self.start_age_days} and "
-                f"{self.end_age_days} days with distinct whole-day ages", self.name)
+            where = f"{self.source}: video {self.name!r}" if self.source else f"video {self.name!r}"
+            spread = (f"{self.days_per_photo:g} days apart" if self.days_per_photo is not None else
+                      f"between {self.start_age_days} and {self.end_age_days} days")
+            raise VideoConfigError(f"{where}: {n_photos} photos {spread} do not get distinct whole-day ages",
+                                   self.name)
         return ages
 
 
@@ -119,25 +164,22 @@ def load_videos(path: str | Path) -> tuple[list[VideoConfig], list[VideoConfigEr
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(path, {"video": list}, what="config file")
+    except FileFormatError as exc:
+        raise ConfigError(str(exc)) from None
     entries = data.get("video")
-    unknown = sorted(set(data) - {"video"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r} (videos are [[video]] tables)")
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+    if not entries:
         raise ConfigError(f"{path}: no [[video]] tables")
     videos: list[VideoConfig] = []
     errors: list[VideoConfigError] = []
     names: set[str] = set()
     subjects: dict[str, str] = {}
     for k, entry in enumerate(entries):
-        label = str(entry.get("name") or f"#{k + 1}")
+        if not isinstance(entry, dict):
+            errors.append(VideoConfigError(f"{path}: video #{k + 1}: not a [[video]] table", f"#{k + 1}"))
+            continue
+        name = entry.get("name")
+        label = name.strip() if isinstance(name, str) and name.strip() else f"#{k + 1}"
         try:
             v = parse_video(entry, source=path, label=label)
             if v.name in names:
@@ -155,7 +197,9 @@ def load_videos(path: str | Path) -> tuple[list[VideoConfig], list[VideoConfigEr
 
 def parse_video(entry: dict, *, source: Path | None = None, label: str | None = None) -> VideoConfig:
     """One ``[[video]]`` table -> :class:`VideoConfig` (errors name the file, video and field)."""
-    label = label or str(entry.get("name") or "?")
+    if label is None:
+        name = entry.get("name")
+        label = name.strip() if isinstance(name, str) and name.strip() else "?"
     where = f"{source}: video {label!r}" if source else f"video {label!r}"
 
     def fail(msg: str):
@@ -169,6 +213,8 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
             fail(f"missing field {key!r}")
         if not isinstance(entry[key], str) or not entry[key].strip():
             fail(f"field {key!r} must be a non-empty string")
+        if any(ord(ch) < 32 for ch in entry[key]):
+            fail(f"field {key!r} holds a control character")
     name = entry["name"].strip()
     if not _SAFE_NAME.match(name):
         fail("field 'name' may hold only letters, digits, '.', '_' and '-'")
@@ -178,14 +224,18 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
 
     def age(key: str) -> int:
         value = entry[key]
-        if isinstance(value, bool):
-            fail(f"field {key!r}: not an age: {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            fail(f"field {key!r}: not an age (days like 4380, or years like \"12y\"): {_short(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"field {key!r} must be a finite age, got {value!r}")
         try:
             days = parse_age(value)
-        except ValueError as exc:
-            fail(f"field {key!r}: {exc}")
+        except (ValueError, OverflowError) as exc:
+            fail(f"field {key!r}: {str(exc)[:80]}")
         if days < 0:
             fail(f"field {key!r} must not be negative")
+        if days > MAX_AGE_DAYS:
+            fail(f"field {key!r}: {days} days is over {MAX_AGE_DAYS / DAYS_PER_YEAR:.0f} years")
         return days
 
     def date(key: str) -> _dt.date:
@@ -195,9 +245,11 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
         if isinstance(value, _dt.date):
             return value
         try:
-            return _dt.date.fromisoformat(str(value))
+            if not isinstance(value, str):
+                raise ValueError
+            return _dt.date.fromisoformat(value.strip())
         except ValueError:
-            fail(f"field {key!r}: not a date (use 2001-09-30): {value!r}")
+            fail(f"field {key!r}: not a date (use 2001-09-30): {_short(value)}")
 
     # age of the first photo
     if "start_age" in entry:
@@ -211,6 +263,8 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
         start = (date("first_photo_date") - date("birth_date")).days
         if start < 0:
             fail("'first_photo_date' is before 'birth_date'")
+        if start > MAX_AGE_DAYS:
+            fail(f"'first_photo_date' is over {MAX_AGE_DAYS / DAYS_PER_YEAR:.0f} years after 'birth_date'")
     else:
         fail("missing field 'start_age' (or 'birth_date' + 'first_photo_date')")
 
@@ -224,21 +278,25 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
     if given[0] == "days_per_photo":
         value = entry["days_per_photo"]
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            fail("field 'days_per_photo' must be a number of days")
+            fail(f"field 'days_per_photo' must be a number of days, got {_short(value)}")
         if isinstance(value, str):
             try:
                 value = parse_age(value)
-            except ValueError as exc:
-                fail(f"field 'days_per_photo': {exc}")
+            except (ValueError, OverflowError) as exc:
+                fail(f"field 'days_per_photo': {str(exc)[:80]}")
         days_per_photo = float(value)
         if not days_per_photo > 0:
-            fail("field 'days_per_photo' must be positive")
+            fail(f"field 'days_per_photo' must be positive, got {value!r}")
+        if not days_per_photo <= MAX_AGE_DAYS:    # also inf
+            fail(f"field 'days_per_photo' must be at most {MAX_AGE_DAYS} days, got {value!r}")
     elif given[0] == "end_age":
         end = age("end_age")
     else:
         if "birth_date" not in entry:
             fail("missing field 'birth_date' (needed with 'last_photo_date')")
         end = (date("last_photo_date") - date("birth_date")).days
+        if end > MAX_AGE_DAYS:
+            fail(f"'last_photo_date' is over {MAX_AGE_DAYS / DAYS_PER_YEAR:.0f} years after 'birth_date'")
     if end is not None and end <= start:
         fail(f"the last photo's age ({end} days) is not after the first photo's ({start} days)")
 
@@ -247,16 +305,20 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
             return None
         value = entry[key]
         try:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValueError
             if isinstance(value, (int, float)):
                 s = float(value)
             else:
                 s = 0.0
-                for part in str(value).strip().split(":"):
+                for part in value.strip().split(":"):
+                    if not re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*", part):
+                        raise ValueError
                     s = s * 60 + float(part)
-        except ValueError:
-            fail(f"field {key!r}: not a time in seconds (use 12.5 or \"1:02.5\"): {value!r}")
+        except (ValueError, OverflowError):
+            fail(f"field {key!r}: not a time in seconds (use 12.5 or \"1:02.5\"): {_short(value)}")
+        if not math.isfinite(s):
+            fail(f"field {key!r} must be a finite number of seconds, got {value!r}")
         if s < 0:
             fail(f"field {key!r} must not be negative")
         return s
@@ -267,38 +329,48 @@ def parse_video(entry: dict, *, source: Path | None = None, label: str | None = 
 
     decimate = entry.get("decimate", 1)
     if isinstance(decimate, bool) or not isinstance(decimate, int) or decimate < 1:
-        fail("field 'decimate' must be a whole number >= 1")
+        fail(f"field 'decimate' must be a whole number >= 1, got {_short(decimate)}")
     exclude = _parse_indices(entry.get("exclude", []), fail)
     stabilise = entry.get("stabilise", True)
     if not isinstance(stabilise, bool):
-        fail("field 'stabilise' must be true or false")
+        fail(f"field 'stabilise' must be true or false, got {_short(stabilise)}")
     dedup = {}
     for key, lo, hi in (("cutoff", 0.0, 1.0), ("tolerance", 0.0, 255.0)):
         value = entry.get(key)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo < value < hi:
-                fail(f"field {key!r} must be a number between {lo:g} and {hi:g}")
+                fail(f"field {key!r} must be a number between {lo:g} and {hi:g}, got {_short(value)}")
             dedup[key] = float(value)
     check = entry.get("check", [])
     if not isinstance(check, list) or not all(isinstance(c, str) for c in check):
         fail("field 'check' must be a list of field names")
+    if not isinstance(entry.get("notes", ""), str):
+        fail("field 'notes' must be a string")
     return VideoConfig(name=name, url=entry["url"].strip(), subject=subject, start_age_days=start,
                        days_per_photo=days_per_photo, end_age_days=end, start_time=start_time, end_time=end_time,
                        decimate=decimate, exclude=exclude, stabilise=stabilise, check=tuple(check), source=source,
                        **dedup)
 
 
-def _parse_indices(value, fail) -> tuple[int, ...]:
-    """``[3, 7, "10-12"]`` -> (3, 7, 10, 11, 12)."""
+def _parse_indices(value, fail) -> PhotoNumbers:
+    """``[3, 7, "10-12"]`` -> ranges ``(3, 3), (7, 7), (10, 12)``, never expanded."""
     if not isinstance(value, list):
         fail("field 'exclude' must be a list of photo numbers, e.g. [3, 7, \"10-12\"]")
-    out: set[int] = set()
+    ranges = []
     for item in value:
         if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
-            out.add(item)
+            ranges.append((item, item))
             continue
-        m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", item) if isinstance(item, str) else None
+        m = _RANGE.match(item) if isinstance(item, str) else None
         if not m or int(m.group(2)) < int(m.group(1)):
-            fail(f"field 'exclude': not a photo number or range: {item!r}")
-        out.update(range(int(m.group(1)), int(m.group(2)) + 1))
-    return tuple(sorted(out))
+            fail(f"field 'exclude': not a photo number or range: {_short(item)}")
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if hi - lo + 1 > MAX_EXCLUDE_RANGE:
+            fail(f"field 'exclude': range {item!r} spans {hi - lo + 1} photos (at most {MAX_EXCLUDE_RANGE:,})")
+        ranges.append((lo, hi))
+    return PhotoNumbers.from_ranges(ranges)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from aging.config import ConfigError, VideoConfigError, load_videos, parse_video
+from aging.config import ConfigError, PhotoNumbers, VideoConfigError, load_videos, parse_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,8 @@ check = ["start_time"]
     assert v.subject == "hugo" and not v.is_local and v.stabilise is False
     assert v.start_age_days == 4383 and v.end_age_days == 7305
     assert v.start_time == 62.5 and v.end_time == 400.0
-    assert v.decimate == 3 and v.exclude == (4, 10, 11, 12) and v.check == ("start_time",)
+    assert v.decimate == 3 and list(v.exclude) == [4, 10, 11, 12] and v.check == ("start_time",)
+    assert v.exclude.ranges == ((4, 4), (10, 12)) and v.exclude.as_list() == [4, "10-12"]
     assert v.cutoff == 0.1 and v.tolerance is None
 
 
@@ -70,11 +71,41 @@ check = ["start_time"]
      "video 'b': field 'cutoff' must be a number between 0 and 1"),
     ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": 1, "start_time": 9, "end_time": 3},
      "video 'b': 'end_time' is not after"),
+    # numbers that parse but mean nothing: one line, never an OverflowError or a MemoryError
+    ({"name": "b", "url": "v.mp4", "start_age": float("inf"), "days_per_photo": 1}, "field 'start_age'"),
+    ({"name": "b", "url": "v.mp4", "start_age": float("nan"), "days_per_photo": 1}, "field 'start_age'"),
+    ({"name": "b", "url": "v.mp4", "start_age": "9" * 400, "days_per_photo": 1}, "field 'start_age'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 2 ** 62, "days_per_photo": 1}, "field 'start_age'.*years"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "end_age": float("inf")}, "field 'end_age'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": float("inf")}, "field 'days_per_photo'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": float("nan")}, "field 'days_per_photo'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": 1, "start_time": float("nan")},
+     "field 'start_time'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": 1, "end_time": float("inf")},
+     "field 'end_time'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": 1, "start_time": "1:nan"},
+     "field 'start_time'"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": 1, "exclude": ["40-4200000000"]},
+     "field 'exclude': range '40-4200000000' spans"),
+    ({"name": "b", "url": "v.mp4", "start_age": 1, "days_per_photo": 1, "exclude": ["1-" + "9" * 5000]},
+     "field 'exclude'"),
+    ({"name": "b", "url": "v.mp4", "birth_date": "2000-01-01", "first_photo_date": [1], "days_per_photo": 1},
+     "field 'first_photo_date'"),
 ])
 def test_errors_name_video_and_field(entry, message):
     with pytest.raises(VideoConfigError, match=message) as info:
         parse_video(entry)
     assert info.value.name == "b" and "\n" not in str(info.value)
+
+
+def test_exclude_ranges_stay_ranges():
+    v = parse_video({"name": "a", "url": "x.mp4", "start_age": 1, "days_per_photo": 1,
+                     "exclude": [7, "0-999999", "999990-1000005", 1_000_007, 3]})
+    assert v.exclude.ranges == ((0, 1_000_005), (1_000_007, 1_000_007))
+    assert 0 in v.exclude and 1_000_005 in v.exclude and 1_000_006 not in v.exclude and None not in v.exclude
+    assert 1_000_007 in v.exclude and 1_000_008 not in v.exclude and len(v.exclude) == 1_000_007
+    assert PhotoNumbers.from_ranges([(5, 6), (1, 2), (3, 3)]).ranges == ((1, 3), (5, 6))
+    assert 4 not in PhotoNumbers.from_ranges([(5, 6), (1, 2), (3, 3)]) and not PhotoNumbers()
 
 
 def test_one_bad_video_does_not_spoil_the_others(tmp_path):
@@ -117,6 +148,14 @@ def test_file_level_errors(tmp_path):
         load_videos(write(tmp_path, "[[video]\nname = 1"))
     with pytest.raises(ConfigError, match=r"no \[\[video\]\] tables"):
         load_videos(write(tmp_path, "\n"))
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes('[[video]]\nname = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_videos(bad)
+    with pytest.raises(ConfigError, match="unknown key 'videos'"):
+        load_videos(write(tmp_path, "[[videos]]\nname = 'a'\n"))
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_videos(tmp_path)
 
 
 def test_local_paths_relative_to_cwd_then_config(tmp_path, monkeypatch):

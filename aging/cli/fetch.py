@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 
-from aging.cli.common import echo_error, user_error
+from aging.cli.common import Command, echo_error, user_error
 
 
-@click.command()
+# paths are checked by the command (one line naming the file), not by click's usage block
+@click.command(cls=Command)
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=Path("configs/videos.toml"), show_default=True, metavar="FILE",
               help="Videos file (TOML, [[video]] tables).")
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("data"), metavar="DIR",
               show_default=True, help="Output root; each video writes OUT/<subject>/.")
 @click.option("--size", type=click.IntRange(64, 4096), default=1024, show_default=True, metavar="PX",
               help="Edge of the aligned faces (1024 for the FFHQ generator).")
@@ -28,8 +29,9 @@ def fetch(names, config_path, out, size, no_stabilise, quiet):
     drop frames without a face (title cards, credits), give every photo its age, check and align
     the faces (FFHQ crop), and write OUT/<subject>/aligned/<age_days>.png, manifest.csv (every
     photo with its status and reason) and contact_sheet.jpg. Re-running redoes only what changed,
-    e.g. after adding photo numbers to a video's `exclude` list. A video that fails is reported
-    on one line and the others are still processed; the exit status is then 1.
+    e.g. after adding photo numbers to a video's `exclude` list; a re-run with nothing to do
+    writes nothing. A video that fails (bad entry in the config, unreadable video, no face) is
+    reported on one line and the others are still processed; the exit status is then 1.
 
     \b
     Examples:
@@ -50,6 +52,8 @@ def fetch(names, config_path, out, size, no_stabilise, quiet):
     unknown = [n for n in names if n not in known]
     if unknown:
         raise click.ClickException(f"{config_path}: no video named {unknown[0]!r} (known: {', '.join(known)})")
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"-o/--out: {out} is a file, expected a folder")
     if names:
         videos = [v for v in videos if v.name in names]
         errors = [e for e in errors if e.name in names]
@@ -66,7 +70,7 @@ def fetch(names, config_path, out, size, no_stabilise, quiet):
         t0 = time.perf_counter()
         try:
             res = fetch_video(cfg, out, options=options, progress=not quiet, log=log)
-        except FetchError as exc:
+        except FetchError as exc:   # one line per failed video; the others still run
             echo_error(exc)
             failed.append(cfg.name)
             continue
@@ -80,7 +84,9 @@ def fetch(names, config_path, out, size, no_stabilise, quiet):
                    f"{' (' + rejected + ')' if rejected else ''}; {work}; {time.perf_counter() - t0:.1f} s "
                    f"-> {res.folder}/")
     if failed:
-        raise click.ClickException(f"{len(failed)} of {len(videos) + len(errors)} videos failed: {', '.join(failed)}")
+        # the summary goes with the results (stdout): stderr holds exactly one line per failure
+        click.echo(f"{len(failed)} of {len(videos) + len(errors)} videos failed: {', '.join(failed)}")
+        click.get_current_context().exit(1)
 
 
 COMMANDS = [fetch]

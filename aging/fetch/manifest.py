@@ -20,7 +20,7 @@ import io
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from aging.fetch.files import write_if_changed
+from aging.io import read_text, write_if_changed
 
 KEPT = "kept"
 DECIMATED = "decimated"
@@ -61,12 +61,12 @@ def manifest_text(rows: list[ManifestRow]) -> str:
 
 def write_manifest(path: str | Path, rows: list[ManifestRow]) -> bool:
     """Write the manifest atomically; False (and nothing touched) when it is unchanged."""
-    return write_if_changed(path, manifest_text(rows).encode("utf-8"))
+    return write_if_changed(path, manifest_text(rows))
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
     rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_text(path, "manifest"), newline="") as fh:
         for d in csv.DictReader(fh):
             rows.append(ManifestRow(
                 index=int(d["index"]), photo=int(d["photo"]) if d["photo"] else None,

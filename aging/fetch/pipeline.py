@@ -6,19 +6,22 @@ Writes, under ``<out>/<subject>/``::
     aligned/<age_days>.png   one FFHQ-aligned face per kept photo
     manifest.csv             one row per distinct item (see aging.fetch.manifest)
     contact_sheet.jpg        all kept faces, labelled with photo number and age
-    .fetch/                  bookkeeping: source.json (download), scan.json (cut + faces),
-                             state.json (what each aligned file was made from)
+    .fetch/                  bookkeeping: source.json (the video: URL or path, size, sha256),
+                             scan.json (cut + faces), state.json (the options and config of the
+                             run, and what each aligned file and the contact sheet were made from)
 
-Re-running only redoes what changed: the scan is reused while the video and the cut/detection
-settings are the same, an aligned file is rewritten only when the frame or crop it comes from
-changed, files of photos that are no longer kept are removed, and the manifest and contact sheet
-are rewritten only when their content changes. Every file is written atomically.
+Finished work is known from content: the scan is reused while the video's bytes (sha256) and
+the cut/detection settings are the same; an aligned file is rewritten only when the frame or crop
+it comes from changed (or the file is gone or has another size); files of photos that are no
+longer kept are removed; the manifest, the contact sheet and the bookkeeping are rewritten only
+when their content changes, so a re-run of a finished fetch writes nothing. A cached download is
+verified (size, sha256) before use and downloaded again when damaged. A video that cannot be read
+or shows no face fails before anything of its subject is removed or rewritten. Every file is
+written atomically (:mod:`aging.io`); temporaries a killed run left are removed by the next.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -28,17 +31,17 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from aging import io
 from aging.config import VideoConfig, VideoConfigError
+from aging.errors import AgingError
 from aging.fetch import align as A
 from aging.fetch.contact_sheet import make_contact_sheet, thumbnail, thumbnail_size
-from aging.fetch.download import DownloadError, download
-from aging.fetch.files import read_json, write_bytes_atomic, write_json_atomic
+from aging.fetch.download import DownloadError, Source, download, local_source, source_record
 from aging.fetch.frames import (Deduplicator, VideoError, VideoInfo, frame_range, iter_frames, open_video,
                                 prefetch)
 from aging.fetch.manifest import DECIMATED, EXCLUDED, KEPT, ManifestRow, write_manifest
-from aging.errors import AgingError
 
-SCAN_VERSION = 1
+SCAN_VERSION = 2      # 2: videos identified by sha256, not by name and time
 ALIGN_VERSION = 1
 
 
@@ -94,9 +97,12 @@ def fetch_video(cfg: VideoConfig, out_root: str | Path, *, options: FetchOptions
     """Run the whole fetch for one video. Raises :class:`FetchError` (message names the video)."""
     t0 = time.perf_counter()
     try:
-        return _fetch(cfg, Path(out_root), options, progress, log or (lambda s: None), t0)
+        # resolved once: yt-dlp reports absolute paths, and a relative root must mean the same
+        # folder wherever it is compared
+        return _fetch(cfg, Path(out_root).resolve(), options, progress, log or (lambda s: None), t0)
     except OSError as exc:  # disk full, permissions, ...
-        raise FetchError(f"video {cfg.name!r}: {exc.filename or ''}: {exc.strerror or exc}") from None
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise FetchError(f"video {cfg.name!r}: {where}{exc.strerror or exc}") from None
     except (DownloadError, VideoError, VideoConfigError, A.ModelsError) as exc:
         msg = str(exc)
         raise FetchError(msg if msg.startswith(f"video {cfg.name!r}") or ": video " in msg
@@ -109,38 +115,40 @@ def _fetch(cfg: VideoConfig, out_root: Path, opt: FetchOptions, progress: bool, 
     opt = replace(opt, cutoff=opt.cutoff if cfg.cutoff is None else cfg.cutoff,
                   tolerance=opt.tolerance if cfg.tolerance is None else cfg.tolerance)
     warnings: list[str] = []
+    _remove_leftovers(folder)
 
-    # 1. the video
-    if cfg.is_local:
-        video = cfg.local_path()
-        if not video.is_file():
-            raise FetchError(f"video {cfg.name!r}: {video}: no such video file")
-        downloaded = False
-    else:
-        log(f"{cfg.name}: downloading {cfg.url}")
-        src = download(cfg.url, folder, progress=progress)
-        video, downloaded = src.path, src.downloaded
+    # 1. the video, identified by content
+    src = _source(cfg, folder, progress, log)
+    video = src.path
+    warnings.extend(src.warnings)
 
     # 2.-3. cut, de-duplicate, find faces (cached)
-    key = {"version": SCAN_VERSION, "video": _fingerprint(video), "start_time": cfg.start_time,
+    key = {"version": SCAN_VERSION, "video": src.identity, "start_time": cfg.start_time,
            "end_time": cfg.end_time, "cutoff": opt.cutoff, "tolerance": opt.tolerance,
            "detect_size": opt.detect_size}
-    scan = read_json(cache / "scan.json")
+    scan = io.read_json(cache / "scan.json", default=None)
     scanned = not (isinstance(scan, dict) and scan.get("key") == key)
     if scanned:
         _probe(video)   # a clear error for an unreadable file before any work
         log(f"{cfg.name}: cutting {video.name} into photos and finding faces")
-        scan = {"key": key, **scan_video(video, cfg, opt, progress=progress, warnings=warnings)}
-        write_json_atomic(cache / "scan.json", scan)
-    else:
-        warnings.extend(scan.get("warnings", []))
+        scan = {"key": key, **scan_video(video, cfg, opt, progress=progress)}
     items = scan["items"]
+    warnings.extend(scan.get("warnings", []))
     if not items:
-        raise FetchError(f"video {cfg.name!r}: no frames in the selected time range")
+        raise FetchError(f"video {cfg.name!r}: {video}: no frames in the selected time range")
+    if not any(it["faces"] for it in items):
+        raise FetchError(f"video {cfg.name!r}: {video}: no face found in any of its {len(items)} distinct photos"
+                         f"{' between start_time and end_time' if cfg.start_time or cfg.end_time else ''}")
 
     # 4. statuses, photos and ages
     rows, shapes = catalog(items, cfg, opt, fps=scan["fps"], frame_shape=(scan["height"], scan["width"]))
     photos = [r for r in rows if r.photo is not None]
+
+    # the video and its ages proved usable: from here on the subject's folder may change
+    if src.record is not None:
+        io.write_json(source_record(folder), src.record)
+    if scanned:
+        io.write_json(cache / "scan.json", scan)
 
     # 5. alignment: stabilised key points over every photo with a usable face
     usable = [r.index for r in rows if r.index in shapes]
@@ -161,18 +169,18 @@ def _fetch(cfg: VideoConfig, out_root: Path, opt: FetchOptions, progress: bool, 
                                "video": key["video"], "version": ALIGN_VERSION}
         r.file = f"aligned/{r.age_days}.png"
 
-    state = read_json(cache / "state.json", {}) or {}
-    done = {int(k): v for k, v in (state.get("aligned") or {}).items()}
+    state = io.read_json(cache / "state.json", default=None)
+    state = state if isinstance(state, dict) else {}
+    done = _done(state, folder)
     aligned_dir = folder / "aligned"
-    todo = [r for r in kept if done.get(r.age_days) != recipes[r.age_days] or not (folder / r.file).is_file()]
+    todo = [r for r in kept if done.get(r.age_days) != recipes[r.age_days]]
     removed = 0
-    if aligned_dir.is_dir():
-        for f in aligned_dir.glob("*.png"):
-            if f.stem.isdigit() and int(f.stem) not in recipes:
-                f.unlink()
-                removed += 1
+    for f in io.data_files(aligned_dir, [".png"]):
+        if f.stem.isdigit() and int(f.stem) not in recipes:
+            removed += io.remove(f)
     done = {a: v for a, v in done.items() if a in recipes}
     thumbs: dict[int, np.ndarray] = {}
+    sizes = {a: v for a, v in (state.get("aligned_bytes") or {}).items() if a.isdigit() and int(a) in done}
     if todo:
         log(f"{cfg.name}: aligning {len(todo)} faces at {opt.size} px")
         tsize = thumbnail_size(len(kept))
@@ -184,24 +192,32 @@ def _fetch(cfg: VideoConfig, out_root: Path, opt: FetchOptions, progress: bool, 
                 continue
             thumbs[r.age_days] = thumb
             done[r.age_days] = recipes[r.age_days]
+            sizes[str(r.age_days)] = (folder / r.file).stat().st_size
         missing = [r for r in todo if r.age_days not in thumbs]
         if missing:
             numbers = ", ".join(str(r.photo) for r in missing)
             warnings.append(f"{len(missing)} faces could not be aligned (photos {numbers})")
             for r in missing:
+                removed += io.remove(folder / r.file)   # made from another frame or crop before
                 r.status, r.file = EXCLUDED, ""
                 r.reason = ("the face square lies outside the frame" if r.age_days in failed
                             else "the frame could not be decoded again")
                 recipes.pop(r.age_days, None)
+                done.pop(r.age_days, None)
     state["aligned"] = {str(a): v for a, v in sorted(done.items())}
+    state["aligned_bytes"] = {str(a): sizes[str(a)] for a in sorted(done)}
 
     # 6. manifest and contact sheet
     wrote_manifest = write_manifest(folder / "manifest.csv", rows)
     kept = [r for r in rows if r.status == KEPT]
-    sheet_key = hashlib.sha256(json.dumps([[r.photo, r.age_days, recipes[r.age_days]] for r in kept],
-                                          sort_keys=True).encode()).hexdigest()
+    if not kept:
+        warnings.append(f"no photo was kept (see {folder / 'manifest.csv'})")
+    sheet_path = folder / "contact_sheet.jpg"
+    sheet_key = io.digest([[r.photo, r.age_days, recipes[r.age_days]] for r in kept])
+    sheet_rec = state.get("contact_sheet")
     wrote_sheet = False
-    if kept and (state.get("contact_sheet") != sheet_key or not (folder / "contact_sheet.jpg").is_file()):
+    if kept and not (isinstance(sheet_rec, dict) and sheet_rec.get("key") == sheet_key
+                     and _size(sheet_path) == sheet_rec.get("bytes")):
         tsize = thumbnail_size(len(kept))
         faces = []
         for r in kept:
@@ -212,34 +228,67 @@ def _fetch(cfg: VideoConfig, out_root: Path, opt: FetchOptions, progress: bool, 
             faces.append((r.photo, r.age_days, img))
         sheet = make_contact_sheet(faces, title=f"{cfg.subject}: {len(kept)} kept of {len(photos)} photos")
         ok, buf = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 88])
-        write_bytes_atomic(folder / "contact_sheet.jpg", buf.tobytes())
-        state["contact_sheet"] = sheet_key
+        if not ok:
+            raise FetchError(f"video {cfg.name!r}: cannot encode the contact sheet")
+        io.write_bytes(sheet_path, buf.tobytes())
+        state["contact_sheet"] = {"key": sheet_key, "bytes": len(buf)}
         wrote_sheet = True
-    elif not kept and (folder / "contact_sheet.jpg").is_file():
-        (folder / "contact_sheet.jpg").unlink()
+    elif not kept:
+        wrote_sheet = io.remove(sheet_path)
         state.pop("contact_sheet", None)
-        wrote_sheet = True
     state["options"] = {**asdict(opt), "stabilise": bool(cfg.stabilise and opt.stabilise)}
     state["config"] = {"name": cfg.name, "url": cfg.url, "start_age_days": cfg.start_age_days,
                        "days_per_photo": cfg.days_per_photo, "end_age_days": cfg.end_age_days,
-                       "decimate": cfg.decimate, "exclude": list(cfg.exclude)}
-    if read_json(cache / "state.json") != state:
-        write_json_atomic(cache / "state.json", state)
+                       "start_time": cfg.start_time, "end_time": cfg.end_time, "decimate": cfg.decimate,
+                       "exclude": cfg.exclude.as_list(), "stabilise": cfg.stabilise}
+    io.write_json(cache / "state.json", state, only_if_changed=True)
 
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
     return FetchResult(name=cfg.name, subject=cfg.subject, folder=folder, video=video, counts=counts, items=len(rows),
-                       photos=len(photos), aligned=len(thumbs), removed=removed, downloaded=downloaded,
+                       photos=len(photos), aligned=len(thumbs), removed=removed, downloaded=src.downloaded,
                        scanned=scanned, wrote_manifest=wrote_manifest, wrote_sheet=wrote_sheet, warnings=warnings,
                        seconds=time.perf_counter() - t0)
+
+
+def _source(cfg: VideoConfig, folder: Path, progress: bool, log) -> Source:
+    """The video of ``cfg``: a local file used in place, or the (verified) cached or new download."""
+    if cfg.is_local:
+        path = cfg.local_path()
+        if not path.is_file():
+            raise FetchError(f"video {cfg.name!r}: {path}: no such video file")
+        return local_source(path, folder, cfg.url)
+    log(f"{cfg.name}: downloading {cfg.url} (unless cached)")
+    return download(cfg.url, folder, progress=progress)
+
+
+def _done(state: dict, folder: Path) -> dict[int, dict]:
+    """Aligned files a former run finished: ``age -> recipe`` for files still there with the size
+    they were written with."""
+    aligned = state.get("aligned") if isinstance(state.get("aligned"), dict) else {}
+    sizes = state.get("aligned_bytes") if isinstance(state.get("aligned_bytes"), dict) else {}
+    return {int(a): recipe for a, recipe in aligned.items()
+            if a.isdigit() and sizes.get(a) is not None and _size(folder / "aligned" / f"{a}.png") == sizes[a]}
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Remove the temporaries of writes a killed run never finished (hidden ``*.tmp*`` files)."""
+    for d in (folder, folder / ".fetch", folder / "aligned"):
+        io.remove_temporaries(d)
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def scan_video(video: Path, cfg: VideoConfig, opt: FetchOptions, *, progress: bool = True,
-               warnings: list[str] | None = None) -> dict:
+def scan_video(video: Path, cfg: VideoConfig, opt: FetchOptions, *, progress: bool = True) -> dict:
     """One streaming pass: distinct photos (runs of frames) and the faces on each one's best frame.
 
     Returns ``{"fps", "width", "height", "frames", "items": [...], "warnings": [...]}``; each item
@@ -247,7 +296,7 @@ def scan_video(video: Path, cfg: VideoConfig, opt: FetchOptions, *, progress: bo
     """
     from tqdm import tqdm
 
-    warnings = [] if warnings is None else warnings
+    warnings: list[str] = []
     info = _probe(video)
     first, stop = frame_range(info, cfg.start_time, cfg.end_time)
     expected = (min(stop, info.num_frames) if stop is not None else info.num_frames) - first
@@ -281,7 +330,9 @@ def scan_video(video: Path, cfg: VideoConfig, opt: FetchOptions, *, progress: bo
     if decoded == 0:
         raise VideoError(f"{video}: no frame could be decoded (corrupt video, or start_time past its end)")
     if expected > 0 and decoded < 0.9 * expected:
-        warnings.append(f"decoding stopped after {decoded} of {expected} frames (truncated or damaged video?)")
+        # a damaged file: cutting what decodes would give wrong ages and drop faces made before
+        raise VideoError(f"{video}: decoding stopped after {decoded} of {expected} frames (truncated or damaged "
+                         f"video; if it is whole, set end_time)")
     return {"fps": info.fps, "width": int(shape[1]), "height": int(shape[0]), "frames": decoded,
             "items": items, "warnings": list(warnings)}
 
@@ -350,7 +401,7 @@ def align_photos(video: Path, rows: list[ManifestRow], quads: dict[int, list[flo
         ok, buf = cv2.imencode(".png", face, [cv2.IMWRITE_PNG_COMPRESSION, opt.png_compression])
         if not ok:
             raise FetchError(f"video {cfg.name!r}: cannot encode a PNG")
-        write_bytes_atomic(folder / r.file, buf.tobytes())
+        io.write_bytes(folder / r.file, buf.tobytes())
         return r, thumbnail(face, thumb_size)
 
     pending = []
@@ -379,9 +430,3 @@ def _probe(video: Path) -> VideoInfo:
     cap, info = open_video(video)
     cap.release()
     return info
-
-
-def _fingerprint(path: Path) -> dict:
-    """What identifies a video file cheaply (a moved data folder does not invalidate the cache)."""
-    st = path.stat()
-    return {"name": path.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
