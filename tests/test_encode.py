@@ -271,20 +271,20 @@ def run_kw(**kw):
                                                    ("wplus", 1, "mean"), ("wplus", 1, "root")])
 def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_std, mse, tmp_path, monkeypatch,
                                                                          space, kill_after, heads):
-    import aging.synthetic
+    import aging.io
 
     ages = write_photos(G, tmp_path / "subj" / "aligned", 8, w_std)
     full = pl.find_photos(tmp_path / "subj", out=tmp_path / "full")
     pl.encode_photos(G, full, loss=mse, **run_kw(space=space, heads=heads))
 
     writes = []
-    real_save = aging.synthetic.save_npy_atomic
+    real_save = aging.io.save_npy
 
     def counting_save(path, array):
         writes.append(Path(path).relative_to(tmp_path / "part").as_posix())
         real_save(path, array)
 
-    monkeypatch.setattr(aging.synthetic, "save_npy_atomic", counting_save)
+    monkeypatch.setattr(aging.io, "save_npy", counting_save)
     batches = []
 
     def kill(batch_ages):
@@ -387,8 +387,12 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     assert r.exit_code == 0, r.output
     assert "encoded 4 photos" in r.output
     assert sorted(int(p.stem) for p in (tmp_path / "anna" / "latents").glob("*.npy")) == ages
-    opts = json.loads((tmp_path / "anna" / pl.OPTIONS_NAME).read_text())
-    assert opts["steps"] == 20 and opts["loss"] == "mse" and opts["resolution"] == 32
+    runs = pl.read_options(tmp_path / "anna")  # one run, under the key of every log line
+    assert len(runs) == 1
+    key, run = next(iter(runs.items()))
+    opts = run["options"]
+    assert opts["steps"] == 20 and opts["loss"] == {"mse": 1.0} and opts["resolution"] == 32
+    assert {r["options"] for r in pl.read_log(tmp_path / "anna" / pl.LOG_NAME).values()} == {key}
     # the chart: PSNR and the latent step from the previous photo, over age
     assert (tmp_path / "anna" / pl.CHART_NAME).stat().st_size > 10_000 and "encode.png" in r.output
     rep = pl.encode_report(tmp_path / "anna")
@@ -417,7 +421,7 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     # --chain-length 1 --heads mean: every photo a chain of its own, from the mean, as --init mean
     r = invoke(*args, "--chain-length", "1", "--heads", "mean", "-o", tmp_path / "short")
     assert r.exit_code == 0 and "encoded 4 photos" in r.output, r.output
-    assert json.loads((tmp_path / "short" / pl.OPTIONS_NAME).read_text())["chain_length"] == 1
+    assert [r["options"]["chain_length"] for r in pl.read_options(tmp_path / "short").values()] == [1]
     for a in ages:
         np.testing.assert_array_equal(np.load(tmp_path / "short" / "latents" / f"{a}.npy"),
                                       np.load(tmp_path / "mean" / "latents" / f"{a}.npy"))
@@ -507,7 +511,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 @pytest.mark.skipif(not (FIXTURES / "faces").is_dir() or not (FIXTURES / "stylegan2" / "tiny.pkl").is_file(),
-                    reason="../shared/fixtures not present")
+                    reason="shared fixtures not present (../shared/fixtures)")
 def test_cli_on_real_faces_and_a_real_pickle(tmp_path):
     """Aligned 1024 px photos (JPEG) and NVIDIA's pickle format: the files a user really has."""
     import shutil

@@ -160,6 +160,21 @@ def test_wrong_entry_and_unknown_tensors_are_named(tmp_path, nvidia_names):
     assert "missing tensor(s): synthesis.b8.conv1.noise_strength" in msg and "\n" not in msg
 
 
+@pytest.mark.parametrize("name,value", [("mapping.w_avg", float("nan")), ("synthesis.b8.conv1.bias", float("inf"))])
+def test_non_finite_weights_are_refused_naming_file_and_tensor(tmp_path, nvidia_names, name, value):
+    """A diverged checkpoint would make NaN latents that look finished: refused on load, both formats."""
+    G = tiny_generator(8)
+    with torch.no_grad():
+        dict(G.named_parameters(), **dict(G.named_buffers()))[name].view(-1)[0] = value
+    pkl = write_network_pickle(tmp_path / "net.pkl", G, G, nvidia_names)
+    own, _ = save_generator(G, tmp_path / "own")
+    for path, where in ((pkl, "net.pkl[G_ema]"), (tmp_path / "own", "generator.pt")):
+        with pytest.raises(CheckpointError) as exc:
+            load_generator(path)
+        msg = str(exc.value)
+        assert where in msg and f"'{name}' holds 1 NaN or inf value" in msg and "\n" not in msg
+
+
 def test_shape_mismatch_is_named(tmp_path, nvidia_names):
     G = tiny_generator(8)
     G.synthesis.b8.conv1.bias = torch.nn.Parameter(torch.zeros(3))

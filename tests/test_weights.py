@@ -200,6 +200,14 @@ def test_resolve_generator_errors(tmp_path, cache):
         W.download("no-such-model")
 
 
+def test_download_options_are_checked_before_any_request(server, cache):
+    with pytest.raises(W.WeightsError, match="expected 64 hexadecimal digits"):
+        fetch(f"{server.url}/files/net.pkl", sha256="abc")
+    with pytest.raises(W.WeightsError, match="retries must be a whole number >= 0"):
+        fetch(f"{server.url}/files/net.pkl", retries=-1)
+    assert server.log == [] and not (cache / "weights").exists()
+
+
 def test_load_generator_does_not_download(cache):
     from aging.stylegan import load_generator
 

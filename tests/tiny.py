@@ -32,3 +32,27 @@ def photo_generator(res: int = 32, z_dim: int = 16, w_dim: int = 16, *, seed: in
                 if "torgb" in name and name.endswith("weight"):
                     p.mul_(scale)
     return G
+
+
+def save_photos(G: Generator, folder, n: int, *, first_age: int = 7000, step: int = 10, seed: int = 0,
+                motion: float = 0.1) -> list[int]:
+    """Write ``n`` photos ``<age_days>.png`` (8-bit RGB at G's resolution) of one face that moves
+    slowly through W+ (``motion`` times the distance between two random faces over the sequence).
+    Returns the ages."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from aging.encode.pipeline import to_uint8
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        w0, w1 = G.mapping(z, truncation_psi=0.7)
+        ws = w0 + torch.linspace(0, 1, n)[:, None, None] * (w1 - w0) * motion  # [n, num_ws, w_dim]
+        frames = to_uint8(G.synthesis(ws))
+    ages = [first_age + step * k for k in range(n)]
+    for age, frame in zip(ages, frames):
+        Image.fromarray(frame).save(folder / f"{age}.png")
+    return ages

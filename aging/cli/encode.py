@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aging.cli.common import user_error
+from aging.cli.common import FiniteFloat, user_error
 
 SPACES = click.Choice(["wplus", "w", "z"])
 INITS = click.Choice(["mean", "previous"])
@@ -18,13 +18,13 @@ HEADS = click.Choice(["best", "mean", "root"])
 @click.argument("data", type=click.Path(path_type=Path), metavar="DATA/<subject>|FOLDER")
 @click.option("--generator", "-g", required=True, metavar="PATH|NAME",
               help="Generator: a checkpoint path (.pkl or the project's format) or a downloaded registry name.")
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Where latents/, recon/ and encode.jsonl go [default: DATA].")
-@click.option("--steps", default=1000, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Adam steps of photos started from the mean (and of the chains' first photos).")
-@click.option("--steps-after-first", default=100, show_default=True,
+@click.option("--steps-after-first", type=click.IntRange(min=1), default=100, show_default=True,
               help="Steps of a photo started from the previous photo's latent (--init previous).")
-@click.option("--batch", default=16, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Photos optimised together; with --init previous, the number of chains (halved on CUDA OOM).")
 @click.option("--space", type=SPACES, default="wplus", show_default=True,
               help="wplus: one w per layer; w: one w; z: mapping input with stochastic clipping.")
@@ -34,29 +34,29 @@ HEADS = click.Choice(["best", "mean", "root"])
               help="--init previous, the chains' first photos: from the first photo's latent (root: small jumps where "
                    "chains meet), from the average w (mean: each as good as an independent encoding, one batch), "
                    "or both, keeping the lower loss (best).")
-@click.option("--chain-length", default=0, show_default=True, metavar="N",
+@click.option("--chain-length", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="--init previous: at most N photos per chain (more chains than --batch, each first photo "
                    "from scratch: slower, closer to the losses of independent encodings); 0: --batch chains.")
-@click.option("--min-chain", default=8, show_default=True, metavar="N",
+@click.option("--min-chain", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
               help="--init previous: fewer chains than --batch where they would have fewer than N photos (a chain's "
                    "first photo costs a full --steps projection, two with --heads best).")
 @click.option("--loss", "loss_spec", default="lpips-vgg", show_default=True, metavar="TERMS",
               help="lpips-vgg, vgg, mse, or a weighted sum like mse+lpips-vgg or 0.5*mse+vgg.")
 @click.option("--vgg-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="torchvision-format vgg16 state dict [default: $AGING_CACHE/vgg16.pth].")
-@click.option("--resolution", type=int, default=None, metavar="PX",
+@click.option("--resolution", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Working resolution of the losses [default: 256, or the generator's if smaller].")
-@click.option("--lr", default=0.2, show_default=True, help="Peak learning rate (w: in units of the std of w).")
-@click.option("--lr-after-first", default=0.05, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.2, show_default=True, help="Peak learning rate (w: in units of the std of w).")
+@click.option("--lr-after-first", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True,
               help="Peak learning rate of warm-started photos (small: they start close).")
-@click.option("--smooth", default=0.0, show_default=True, metavar="WEIGHT",
+@click.option("--smooth", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="WEIGHT",
               help="Temporal smoothness: squared W+ step from the previous photo's latent.")
-@click.option("--mean-reg", default=0.0, show_default=True, metavar="WEIGHT",
+@click.option("--mean-reg", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="WEIGHT",
               help="Pull every W+ layer toward the photo's mean w.")
-@click.option("--clip", default=3.0, show_default=True, help="z space: stochastic clipping bound k.")
+@click.option("--clip", type=FiniteFloat(min=0, min_open=True), default=3.0, show_default=True, help="z space: stochastic clipping bound k.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--fp16", "--amp", "fp16", is_flag=True, help="Mixed precision on CUDA (synthesis and VGG16).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode(data, generator, out, steps, steps_after_first, batch, space, init, heads, chain_length, min_chain,
            loss_spec, vgg_weights, resolution, lr, lr_after_first, smooth, mean_reg, clip, device, fp16, seed, quiet):
@@ -65,8 +65,10 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
     Reads the photos that DATA/<subject>/manifest.csv keeps (aligned/<age_days>.png, as
     written by aging fetch), or every <age_days>.png|jpg of a plain folder, in age order, and
     writes latents/<age_days>.npy (float32, num_ws x w_dim), recon/<age_days>.png and one
-    line per photo in encode.jsonl. Finished photos are skipped, so an interrupted run is
-    continued by running the same command again.
+    line per photo in encode.jsonl. Finished photos (latent valid, reconstruction and log line
+    there) are skipped, so an interrupted run is continued by running the same command again;
+    a run with nothing to do writes nothing. encode.options.json records the options of every
+    run that encoded photos, under the key each of their encode.jsonl lines carries.
 
     \b
     Examples:
@@ -75,26 +77,24 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
       aging encode my_photos/ -g G.pkl --loss mse --init mean --batch 1 -o runs/study_encode
       torchrun --nproc-per-node 4 -m aging encode data/anna -g G.pkl --fp16    # 4 GPUs, one share each
     """
-    from aging.encode.losses import needs_vgg, parse_loss, working_resolution
-    from aging.encode.pipeline import OPTIONS_NAME, EncodeError, dist_env, encode_photos, find_photos
-    from aging.encode.pipeline import write_json_atomic
-    from aging.encode.vgg import VGGWeightsError, find_weights, load_vgg16
+    import sys
 
-    for name, value in (("--steps", steps), ("--batch", batch)):
-        if value < 1:
-            raise click.ClickException(f"{name} must be >= 1, got {value}")
-    if chain_length < 0 or min_chain < 1:
-        raise click.ClickException(f"need --chain-length >= 0 and --min-chain >= 1, got {chain_length}, {min_chain}")
-    if steps_after_first < 1:
-        raise click.ClickException(f"--steps-after-first must be >= 1, got {steps_after_first}")
-    if smooth < 0 or mean_reg < 0 or lr <= 0 or lr_after_first <= 0 or clip <= 0:
-        raise click.ClickException("--lr, --lr-after-first and --clip must be positive, --smooth and --mean-reg >= 0")
+    from aging.encode.losses import needs_vgg, parse_loss, working_resolution
+    from aging.encode.pipeline import dist_env, encode_photos, find_photos
+    from aging.encode.vgg import find_weights, load_vgg16
+    from aging.errors import AgingError
+
     try:
         terms = parse_loss(loss_spec)
+    except ValueError as exc:
+        raise click.ClickException(f"--loss: {exc}") from None
+    if out is not None and out.exists() and not out.is_dir():
+        raise click.ClickException(f"--out {out}: not a folder")
+    try:
         rank, world, local_rank = dist_env()
         photos = find_photos(data, out)
         vgg_path = find_weights(vgg_weights) if needs_vgg(terms) else None
-    except (ValueError, EncodeError, VGGWeightsError) as exc:
+    except AgingError as exc:
         raise user_error(exc) from None
 
     import torch
@@ -106,32 +106,32 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and world > 1:
         device = f"cuda:{local_rank}"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise click.ClickException(f"--device {device}: not a device (use cpu, cuda, cuda:N or auto)") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise click.ClickException(f"--device {device}: CUDA is not available on this machine")
     try:
         G = load_generator(generator, device=device)
-    except Exception as exc:  # noqa: BLE001 - CheckpointError, WeightsError, OSError: one line for the user
+    except AgingError as exc:  # CheckpointError, WeightsError: one line naming the file
         raise user_error(exc) from None
     try:
         res = working_resolution(G.img_resolution, resolution)
+    except ValueError as exc:
+        raise click.ClickException(f"--resolution: {exc}") from None
+    try:
         vgg = load_vgg16(vgg_path, device=device) if vgg_path is not None else None
         loss = ImageLoss(terms, resolution=res, vgg=vgg, amp=fp16)
-    except (ValueError, VGGWeightsError) as exc:
+    except AgingError as exc:
         raise user_error(exc) from None
+    except ValueError as exc:
+        raise click.ClickException(f"--loss {loss_spec}: {exc}") from None
     if fp16 and not device.startswith("cuda"):
         click.echo("note: --fp16 has no effect on the CPU", err=True)
 
-    options = dict(data=str(data), generator=str(generator), out=str(photos.out), steps=steps,
-                   steps_after_first=steps_after_first, batch=batch, space=space, init=init, heads=heads,
-                   chain_length=chain_length, min_chain=min_chain, loss=loss_spec,
-                   vgg_weights=str(vgg_path) if vgg_path else None, resolution=res, lr=lr,
-                   lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, device=device,
-                   fp16=fp16, seed=seed, world_size=world)
-    photos.out.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        import sys
-
-        write_json_atomic(photos.out / OPTIONS_NAME, {**options, "argv": sys.argv[1:]})
+    # recorded with the options of every run that encodes photos (see aging.encode.pipeline)
+    record = dict(generator=str(generator), vgg_weights=str(vgg_path) if vgg_path else None, device=device)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     try:
@@ -139,10 +139,14 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
                                 space=space, init=init, heads=heads, chain_length=chain_length or None,
                                 min_chain=min_chain, lr=lr,
                                 lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, fp16=fp16,
-                                seed=seed, rank=rank, world=world, progress=not quiet,
-                                echo=lambda msg: click.echo(msg, err=True))
-    except EncodeError as exc:
+                                seed=seed, rank=rank, world=world, progress=not quiet, record=record,
+                                argv=sys.argv[1:], echo=lambda msg: click.echo(msg, err=True))
+    except AgingError as exc:
         raise user_error(exc) from None
+    except OSError as exc:  # the output folder cannot be written (permissions, disk full): say where
+        if exc.filename is None:
+            raise
+        raise click.ClickException(f"{exc.filename}: cannot write ({exc.strerror or exc})") from None
     who = f"rank {rank}/{world}: " if world > 1 else ""
     chart = None
     if rank == 0 and summary["encoded"]:  # other ranks may still be running: the chart shows what is done
@@ -158,7 +162,8 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
         click.echo(f"{who}nothing to do: all {b - a} photos of {photos.source} already have latents in "
                    f"{photos.out / 'latents'}")
         return
-    click.echo(f"{who}encoded {summary['encoded']} photo{'s' if summary['encoded'] != 1 else ''} ({summary['skipped']} already done) in "
+    click.echo(f"{who}encoded {summary['encoded']} photo{'s' if summary['encoded'] != 1 else ''} "
+               f"({summary['skipped']} already done) in "
                f"{time.perf_counter() - t0:.1f} s ({summary['photos_per_s']:.3g} photos/s, final batch "
                f"{summary['batch']}); mean final {loss_spec} loss {summary['mean_total']:.4g}; "
                f"wrote {photos.out / 'latents'}" + (f" and {chart}" if chart else ""))

@@ -9,6 +9,9 @@ import click
 from aging.cli.common import user_error
 
 
+MAX_SEEDS = 1000
+
+
 def _parse_seeds(text: str) -> list[int]:
     """``'0,1,4-6'`` -> ``[0, 1, 4, 5, 6]``."""
     seeds: list[int] = []
@@ -19,13 +22,16 @@ def _parse_seeds(text: str) -> list[int]:
                 continue
             if "-" in part[1:]:
                 lo, hi = part.split("-", 1)
+                if int(hi) - int(lo) > MAX_SEEDS:
+                    raise ValueError("too many seeds")
                 seeds.extend(range(int(lo), int(hi) + 1))
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise click.BadParameter(f"not a seed list: {text!r} (use e.g. 0,1,4-6)") from None
-    if not seeds:
-        raise click.BadParameter("no seeds given")
+        seeds = [-1]
+    if not seeds or len(seeds) > MAX_SEEDS or min(seeds) < 0 or max(seeds) >= 2**32:
+        raise click.ClickException(f"--seeds {text!r}: not a list of at most {MAX_SEEDS} seeds from 0 to 2**32-1 "
+                                   "(use e.g. 0,1,4-6)")
     return seeds
 
 
@@ -93,13 +99,20 @@ def download(name, cache, sha256, retries, force, quiet):
       aging weights download stylegan2-ada-ffhq --cache /data/cache
       aging weights download https://example.org/net.pkl --sha256 0123abcd...
     """
-    from aging.stylegan.weights import WeightsError, sha256_file
+    from aging.errors import AgingError
+    from aging.stylegan.weights import is_sha256, sha256_file
     from aging.stylegan.weights import download as fetch
 
+    if retries < 0:
+        raise click.ClickException(f"--retries must be >= 0, got {retries}")
+    if sha256 is not None and not is_sha256(sha256):
+        raise click.ClickException(f"--sha256 {sha256}: expected 64 hexadecimal digits")
     try:
         path = fetch(name, cache=cache, sha256=sha256, retries=retries, force=force, progress=not quiet)
-    except (WeightsError, OSError) as exc:
+    except AgingError as exc:
         raise user_error(exc) from None
+    except OSError as exc:  # the cache folder cannot be written
+        raise click.ClickException(f"{exc.filename or cache}: {exc.strerror or exc}") from None
     click.echo(f"{path}")
     if not quiet:
         click.echo(f"sha256 {sha256_file(path)}")
@@ -129,8 +142,9 @@ def convert(src, out, entry, seeds, force):
     import numpy as np
     import torch
 
-    from aging.stylegan.checkpoints import CheckpointError, load_checkpoint, own_format_paths, save_generator
-    from aging.stylegan.weights import WeightsError, resolve_generator
+    from aging.errors import AgingError
+    from aging.stylegan.checkpoints import load_checkpoint, own_format_paths, save_generator
+    from aging.stylegan.weights import resolve_generator
 
     seed_list = _parse_seeds(seeds)
     weights_path, config_path = own_format_paths(out)
@@ -141,8 +155,10 @@ def convert(src, out, entry, seeds, force):
         G = load_checkpoint(src, entry=entry).eval()
         save_generator(G, out, source=f"{src}[{entry}]")
         G2 = load_checkpoint(out).eval()
-    except (CheckpointError, WeightsError, OSError) as exc:
+    except AgingError as exc:
         raise user_error(exc) from None
+    except OSError as exc:  # OUT cannot be written
+        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}") from None
 
     diff_ws = diff_img = 0.0
     with torch.no_grad():

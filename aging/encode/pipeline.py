@@ -2,19 +2,34 @@
 
 Input: a subject folder ``DATA/<subject>`` with ``aligned/<age_days>.png`` and ``manifest.csv``
 (as written by ``aging fetch``; the manifest's ``kept`` rows are the photos), or a plain folder
-of aligned images named ``<age_days>.png|jpg``. Photos are processed in age order.
+of aligned images named ``<age_days>.png|jpg`` (digits only). Photos are processed in age order.
+The stage's own outputs (``encode.png``, hidden temporaries) are never read back as photos.
 
 Output (in the subject folder, or ``out``)::
 
     latents/<age_days>.npy   float32 (num_ws, w_dim), the W+ latent (whatever the space)
     recon/<age_days>.png     the reconstruction at the working resolution
     z/<age_days>.npy         float32 (z_dim,), only for --space z (to warm-start a resumed run)
-    encode.jsonl             one JSON line per photo: age_days, losses, psnr, steps, seconds, ...
+    encode.jsonl             one JSON line per encoded photo: age_days, losses, psnr, steps,
+                             seconds, ..., and ``options``: the key of the options that made it
+    encode.options.json      {"format": "aging.encode.options/1", "runs": {KEY: {"options": {...},
+                             "argv": [...]}}}: one entry per set of options that encoded photos
 
-Every file is written to a temporary name and renamed. A photo is finished when its latent
-exists (written after its reconstruction), so a re-run skips finished photos and a killed run
-loses at most the batch in flight. ``encode.jsonl`` is appended once per batch (one ``write``);
-if a run is killed between a batch's latents and its log lines, those photos have no line.
+Every file goes through :mod:`aging.io` (atomic writes; validating reads). A batch writes its
+reconstructions, (z), latents, then its log lines (one ``write``). A photo is *finished* when its
+latent reads back valid (finite, float, the generator's ``(num_ws, w_dim)``), its reconstruction
+exists and ``encode.jsonl`` has its line, whatever the options it was made with; any other photo
+is encoded again (a damaged latent, or outputs a killed run left without their log
+line, are said so in one line). Runs are deterministic and a resumed run repeats the batches of an
+uninterrupted one, so a killed and resumed run gives the same latents bit for bit. Temporaries a
+killed run left beside the photos' outputs are removed.
+
+Options: the options that make latents (hyper-parameters, loss, resolution, seed, the generator's
+weights digest, device, ...) are digested into a 16-hex-digit *key*
+(:func:`aging.io.digest`); a run that encodes photos adds its entry to ``encode.options.json``
+before its first files, unless the key is there already, and every log line carries the key. So
+the options of each latent are those of its (last) log line's key, a run that changes options
+adds an entry instead of overwriting the record, and a run with nothing to do writes nothing.
 
 Several processes (``torchrun --nproc-per-node N -m aging encode ...``) split the age-ordered
 photos into N contiguous shares, one per rank (``RANK``/``WORLD_SIZE``); each rank writes only
@@ -26,25 +41,31 @@ resumed run gives every rank the same share again.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from aging.errors import AgingError
+
+from aging import io as aio
+from aging.errors import AgingError, FileFormatError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 LOG_NAME = "encode.jsonl"
 CHART_NAME = "encode.png"
 OPTIONS_NAME = "encode.options.json"
+OPTIONS_FORMAT = "aging.encode.options/1"
+OUTPUT_NAMES = frozenset({CHART_NAME})  # image files this stage writes beside the photos of a plain folder
 MANIFEST_NAME = "manifest.csv"  # written by aging fetch
+KEY_LENGTH = 16  # hex digits of an options key
 
 
 class EncodeError(AgingError, ValueError):
-    """Bad input of the encode stage (one line; names the file)."""
+    """Bad input of the encode stage (one line; names the file or option)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,17 +91,19 @@ def find_photos(folder: str | os.PathLike, out: str | os.PathLike | None = None)
     A subject folder written by ``aging fetch`` is read through its ``manifest.csv``: the rows of
     status ``kept``, in manifest (video) order, each with its ``file``; aligned images that the
     manifest does not keep (for example photos excluded since) are ignored. Without a manifest,
-    every ``<age_days>.png|jpg`` of ``folder/aligned`` (or of ``folder``) is a photo.
+    every ``<age_days>.png|jpg`` of ``folder/aligned`` (or of ``folder``) is a photo; hidden files,
+    temporaries and this stage's own outputs (``encode.png``) are not.
 
     Raises
     ------
     EncodeError
-        No such folder, no photos, an image whose name is not an age in days, two images of one
-        age, a manifest that cannot be read or names a missing file.
+        No such folder, no photos, an image whose name is not an age in days (digits only:
+        ``9_207.png`` and ``-5.png`` are refused), two images of one age, a manifest that cannot
+        be read or names a missing file.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise EncodeError(f"{folder}: no such folder")
+        raise EncodeError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
     out = Path(out) if out is not None else folder
     manifest = folder / MANIFEST_NAME
     if manifest.is_file():
@@ -88,12 +111,13 @@ def find_photos(folder: str | os.PathLike, out: str | os.PathLike | None = None)
         return PhotoSet(source=folder / "aligned", out=out, ages=ages, paths=paths)
     src = folder / "aligned" if (folder / "aligned").is_dir() else folder
     found: dict[int, Path] = {}
-    for p in sorted(src.iterdir()):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTS or p.name.startswith("."):
+    for p in aio.data_files(src, IMAGE_EXTS):
+        if p.name.lower() in OUTPUT_NAMES:
             continue
-        if not p.stem.isdigit():
-            raise EncodeError(f"{p}: image name is not an age in days (expected e.g. 7300.png)")
-        age = int(p.stem)
+        try:
+            age = aio.age_from_name(p)
+        except FileFormatError:
+            raise EncodeError(f"{p}: image name is not an age in days (digits only, e.g. 7300.png)") from None
         if age in found:
             raise EncodeError(f"{p}: a second photo of age {age} days (also {found[age].name})")
         found[age] = p
@@ -101,6 +125,9 @@ def find_photos(folder: str | os.PathLike, out: str | os.PathLike | None = None)
         raise EncodeError(f"{src}: no photos (expected aligned images named <age_days>.png or .jpg)")
     ages = sorted(found)
     return PhotoSet(source=src, out=out, ages=ages, paths=[found[a] for a in ages])
+
+
+_DIGITS = re.compile(r"^[0-9]+$")
 
 
 def _kept_from_manifest(manifest: Path) -> tuple[list[int], list[Path]]:
@@ -118,10 +145,10 @@ def _kept_from_manifest(manifest: Path) -> tuple[list[int], list[Path]]:
             for line, row in enumerate(reader, start=2):
                 if row["status"] != "kept":
                     continue
-                try:
-                    age = int(row["age_days"])
-                except (TypeError, ValueError):
-                    raise EncodeError(f"{manifest}:{line}: kept row without an age in days") from None
+                text = (row["age_days"] or "").strip()
+                if not _DIGITS.match(text):
+                    raise EncodeError(f"{manifest}:{line}: kept row without an age in days (got {text!r})")
+                age = int(text)
                 if ages and age <= ages[-1]:
                     raise EncodeError(f"{manifest}:{line}: ages must increase down the manifest "
                                       f"({age} after {ages[-1]})")
@@ -139,40 +166,20 @@ def _kept_from_manifest(manifest: Path) -> tuple[list[int], list[Path]]:
 
 
 def check_photo(path: Path, min_size: int) -> int:
-    """Check that ``path`` is a readable square image of at least ``min_size`` px; return its size."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            size = im.size
-            im.verify()  # PNG: chunk CRCs and structure, without decoding the pixels
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
-        raise EncodeError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
-    w, h = size
-    if w != h:
-        raise EncodeError(f"{path}: image is {w}x{h} px, expected a square aligned face")
-    if w < min_size:
-        raise EncodeError(f"{path}: image is {w}x{h} px, smaller than the working resolution {min_size} px "
+    """Decode ``path`` (:func:`aging.io.read_image`): a square image of at least ``min_size`` px;
+    return its size. Raises a one-line :class:`~aging.errors.FileFormatError` or :class:`EncodeError`."""
+    image = aio.read_image(path, square=True)
+    size = image.shape[0]
+    if size < min_size:
+        raise EncodeError(f"{path}: image is {size}x{size} px, smaller than the working resolution {min_size} px "
                           "(use a smaller --resolution)")
-    return w
+    return size
 
 
 def read_photo(path: Path, resolution: int) -> np.ndarray:
-    """Decode an aligned photo as RGB, area-resized to ``resolution`` px: uint8 ``[r, r, 3]``."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size[0] != im.size[1]:
-                raise EncodeError(f"{path}: image is {im.size[0]}x{im.size[1]} px, expected a square aligned face")
-            if im.size[0] != resolution:
-                im = im.resize((resolution, resolution), Image.Resampling.BOX)
-            return np.asarray(im, dtype=np.uint8).copy()
-    except EncodeError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise EncodeError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
+    """An aligned photo as RGB, area-resized to ``resolution`` px: uint8 ``[r, r, 3]`` (16-bit,
+    palette and grey images converted by :func:`aging.io.read_image`)."""
+    return aio.read_image(path, resolution, square=True)
 
 
 class PhotoTargets:
@@ -205,54 +212,94 @@ def to_uint8(images) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic files
-
-
-def _atomic_write(path: Path, write: Callable[[object], None], *, binary: bool = True) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_png_atomic(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    _atomic_write(path, lambda fh: Image.fromarray(image).save(fh, format="PNG"))
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    _atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, default=str) + "\n"), binary=False)
-
-
-def append_lines(path: Path, lines: list[str]) -> None:
-    """Append whole lines with one ``write`` call (O_APPEND), then flush to disk."""
-    data = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# The log, the options record, finished photos
 
 
 def read_log(path: Path) -> dict[int, dict]:
     """Records of ``encode.jsonl`` by age (the last line of an age wins; torn lines are skipped)."""
     out = {}
-    if Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                out[int(rec["age_days"])] = rec
-            except (ValueError, KeyError, TypeError):
-                continue
+    for rec in aio.read_jsonl(path):
+        age = rec.get("age_days")
+        if isinstance(age, int) and not isinstance(age, bool) and age >= 0:
+            out[age] = rec
     return out
+
+
+def options_key(options: dict) -> str:
+    """The key of a set of options (:func:`aging.io.digest`, first :data:`KEY_LENGTH` hex digits)."""
+    return aio.digest(options)[:KEY_LENGTH]
+
+
+def read_options(out: Path) -> dict[str, dict]:
+    """The runs of ``out/encode.options.json`` (key -> {"options", "argv"}); {} when there is none.
+
+    A file of an older version (one flat dict of options) is returned as the run ``"legacy"``.
+    """
+    path = Path(out) / OPTIONS_NAME
+    if not path.exists():
+        return {}
+    data = aio.read_json(path, what="encode options record")
+    if isinstance(data, dict) and data.get("format") == OPTIONS_FORMAT and isinstance(data.get("runs"), dict):
+        return dict(data["runs"])
+    if isinstance(data, dict) and "format" not in data:
+        return {"legacy": {"options": data, "argv": data.get("argv")}}
+    raise EncodeError(f"{path}: not an encode options record (move it away to start a new one)")
+
+
+def record_options(out: Path, options: dict, argv: list[str] | None = None) -> str:
+    """Add ``options`` to ``out/encode.options.json`` unless its key is there; return the key."""
+    key = options_key(options)
+    runs = read_options(out)
+    if key not in runs:
+        runs[key] = {"options": options, "argv": argv}
+        aio.write_json(Path(out) / OPTIONS_NAME, {"format": OPTIONS_FORMAT, "runs": runs})
+    return key
+
+
+def finished_photos(G, photos: PhotoSet, indices, *, echo: Callable[[str], None]) -> dict[int, bool]:
+    """``{index: finished}`` for ``indices`` of ``photos`` (see the module docstring).
+
+    A latent (or z) that exists but does not read back valid is reported in one line per file;
+    photos whose latent is there without a reconstruction or a log line (a killed run), in one
+    line for all.
+    """
+    out = photos.out
+    log = read_log(out / LOG_NAME)
+    done: dict[int, bool] = {}
+    orphans: list[int] = []
+    for i in indices:
+        age = photos.ages[i]
+        lat = out / "latents" / f"{age}.npy"
+        if not lat.exists():
+            done[i] = False
+            continue
+        try:
+            aio.read_latent(lat, (G.num_ws, G.w_dim))
+            ok = True
+        except FileFormatError as exc:
+            echo(f"{str(exc).splitlines()[0]}; encoding {photos.paths[i].name} again")
+            ok = False
+        if ok and (not (out / "recon" / f"{age}.png").is_file() or age not in log):
+            orphans.append(age)
+            ok = False
+        done[i] = ok
+    if orphans:
+        n = len(orphans)
+        echo(f"{out}: {n} photo{'s' if n != 1 else ''} without a reconstruction or a line in {LOG_NAME} "
+             f"(an interrupted run?): {', '.join(map(str, orphans[:8]))}{', ...' if n > 8 else ''}; "
+             f"encoding {'them' if n != 1 else 'it'} again")
+    return done
+
+
+def remove_temporaries(out: Path, ages, *, shared: bool) -> list[Path]:
+    """Remove the hidden temporaries a killed run left for the photos of ``ages`` (in latents/,
+    recon/, z/) and, with ``shared`` (no other rank may be writing), of the stage's own files."""
+    gone = []
+    for sub in ("latents", "recon", "z"):
+        gone += aio.remove_temporaries(Path(out) / sub, stems=[str(a) for a in ages])
+    if shared:
+        gone += aio.remove_temporaries(out, stems=[Path(n).stem for n in (CHART_NAME, OPTIONS_NAME)])
+    return gone
 
 
 def encode_report(out: Path) -> dict | None:
@@ -260,15 +307,18 @@ def encode_report(out: Path) -> dict | None:
     ``ages``, ``psnr``, ``init`` (from ``encode.jsonl``) and ``steps`` (RMS W+ step from the
     previous finished photo; NaN for the first). None when no photo is finished."""
     log = read_log(Path(out) / LOG_NAME)
-    ages = [a for a in sorted(log) if (Path(out) / "latents" / f"{a}.npy").is_file()]
+    ages, latents = [], []
+    for a in sorted(log):
+        try:
+            latents.append(aio.read_latent(Path(out) / "latents" / f"{a}.npy"))
+        except FileFormatError:
+            continue
+        ages.append(a)
     if not ages:
         return None
     steps = [float("nan")]
-    prev = np.load(Path(out) / "latents" / f"{ages[0]}.npy", allow_pickle=False)
-    for a in ages[1:]:
-        cur = np.load(Path(out) / "latents" / f"{a}.npy", allow_pickle=False)
+    for prev, cur in zip(latents, latents[1:]):
         steps.append(float(np.sqrt(np.mean(np.square(cur - prev)))) if cur.shape == prev.shape else float("nan"))
-        prev = cur
     return dict(ages=np.array(ages), psnr=np.array([log[a].get("psnr", np.nan) for a in ages], dtype=float),
                 init=[str(log[a].get("init")) for a in ages], steps=np.array(steps))
 
@@ -315,14 +365,32 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 # The stage
 
 
+def check_options(**values) -> None:
+    """Each value must be a finite number within its bounds (:data:`OPTION_BOUNDS`); raises an
+    :class:`EncodeError` naming the option."""
+    for name, value in values.items():
+        low, strict = OPTION_BOUNDS[name]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and (value > low if strict else value >= low)
+        if not ok:
+            raise EncodeError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+
+
+# name -> (lower bound, strictly above); the CLI's options have the same bounds
+OPTION_BOUNDS = {"steps": (1, False), "steps_after_first": (1, False), "batch": (1, False),
+                 "min_chain": (1, False), "lr": (0, True), "lr_after_first": (0, True), "smooth": (0, False),
+                 "mean_reg": (0, False), "clip": (0, True), "seed": (0, False)}
+
+
 def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: int, batch: int, space: str,
                   init: str, lr: float, heads: str = "best", chain_length: int | None = None,
                   min_chain: int | None = None,
                   lr_after_first: float = 0.05, smooth: float = 0.0, mean_reg: float = 0.0, clip: float = 3.0,
                   fp16: bool = False, seed: int = 0, rank: int = 0, world: int = 1, progress: bool = True,
+                  record: dict | None = None, argv: list[str] | None = None,
                   on_batch: Callable[[list[int]], None] | None = None,
                   echo: Callable[[str], None] | None = None) -> dict:
-    """Encode this rank's share of ``photos`` that have no latent yet; write their files.
+    """Encode this rank's share of ``photos`` that are not finished; write their files.
 
     Parameters
     ----------
@@ -333,50 +401,77 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     steps, steps_after_first, batch, space, init, heads, chain_length, min_chain, lr, lr_after_first, smooth,
     mean_reg, clip, fp16, seed
         See :func:`aging.encode.projector.project_sequence` and :func:`~.projector.project`
-        (``min_chain`` None: ``DEFAULT_MIN_CHAIN``).
+        (``min_chain`` None: ``DEFAULT_MIN_CHAIN``). Numbers must be finite and in range
+        (:data:`OPTION_BOUNDS`).
     rank, world : int
         This process's share of the photos (see :func:`shard`).
     progress : bool
         Show a progress bar (only where output is a terminal).
+    record : dict, optional
+        Further options recorded (and digested) with these, e.g. the generator's path, the device.
+    argv : list of str, optional
+        The command line, recorded beside a new entry of ``encode.options.json`` (not digested).
     on_batch : callable(ages), optional
         Called after a batch's files are written.
     echo : callable(str), optional
-        Where notices go (batch size halved, ...).
+        Where notices go (batch size halved, photos encoded again, ...).
 
     Returns
     -------
     dict
         ``encoded``, ``skipped``, ``seconds``, ``photos_per_s``, ``mean_total`` (mean final loss of
-        the photos encoded now), ``batch`` (final batch size), ``share`` ([start, stop)).
+        the photos encoded now), ``batch`` (final batch size), ``share`` ([start, stop)),
+        ``options`` (the options key of this run; None when nothing was encoded).
+
+    Raises
+    ------
+    AgingError
+        A bad option, photo or options record, or a batch whose loss is not finite (its photos
+        are named; nothing of that batch is written). Files of earlier batches stay finished.
     """
+    import torch
     from tqdm.auto import tqdm
 
-    from aging.encode.projector import DEFAULT_MIN_CHAIN, plan_chains, project_sequence, w_stats
-    from aging.synthetic import save_npy_atomic
+    from aging.encode.projector import DEFAULT_MIN_CHAIN, plan_chains, project_sequence, space_shape, w_stats
 
+    min_chain = DEFAULT_MIN_CHAIN if min_chain is None else min_chain
+    check_options(steps=steps, steps_after_first=steps_after_first, batch=batch, min_chain=min_chain, lr=lr,
+                  lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, seed=seed)
+    if chain_length is not None and chain_length < 1:
+        raise EncodeError(f"chain_length must be None or >= 1, got {chain_length!r}")
+    space_shape(G, space)  # a known space
     echo = echo or (lambda msg: None)
     out = photos.out
     lat_dir, rec_dir, z_dir = out / "latents", out / "recon", out / "z"
-    lat_dir.mkdir(parents=True, exist_ok=True)
-    rec_dir.mkdir(parents=True, exist_ok=True)
-    if space == "z":
-        z_dir.mkdir(parents=True, exist_ok=True)
     a, b = shard(len(photos), rank, world)
-    done = [(lat_dir / f"{age}.npy").is_file() for age in photos.ages]
+    remove_temporaries(out, photos.ages[a:b], shared=world == 1)
+    state_of = finished_photos(G, photos, range(a, b), echo=echo)
+    done = [state_of.get(i, True) for i in range(len(photos))]  # other ranks' photos: not ours to judge
     todo = [i for i in range(a, b) if not done[i]]
     summary = dict(encoded=0, skipped=(b - a) - len(todo), seconds=0.0, photos_per_s=0.0, mean_total=None,
-                   batch=batch, share=[a, b])
+                   batch=batch, share=[a, b], options=None)
     if not todo:
         return summary
     res = loss.resolution
-    for i in todo:  # fail before any work on a bad photo
+    for i in todo:  # fail before any work on a bad photo or a damaged options record
         check_photo(photos.paths[i], res)
+    read_options(out)
+
+    from aging.stylegan.checkpoints import state_digest
+
+    options = dict(steps=steps, steps_after_first=steps_after_first, batch=batch, space=space, init=init,
+                   heads=heads, chain_length=chain_length, min_chain=min_chain, loss=dict(loss.terms),
+                   resolution=res, lr=lr, lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg,
+                   clip=clip, fp16=fp16, seed=seed, world_size=world, generator_sha256=state_digest(G),
+                   **(record or {}))
+    key = options_key(options)
+    for d in (lat_dir, rec_dir) + ((z_dir,) if space == "z" else ()):
+        d.mkdir(parents=True, exist_ok=True)
 
     w_std = w_stats(G)[1]
     # The share's chains are planned over all its photos (finished or not), so a resumed run
     # continues every chain from its last finished photo, in the same batches.
     chains, starts, offsets = [], [], []
-    min_chain = DEFAULT_MIN_CHAIN if min_chain is None else min_chain
     for chain in plan_chains(b - a, batch, chain_length, min_chain):
         chain = [a + k for k in chain]
         for pos, i in enumerate(chain):
@@ -419,9 +514,16 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
                                lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, fp16=fp16,
                                w_std=w_std, on_oom=on_oom, callback=callback)
         for idx, proj in seq:
+            bad = ~(torch.isfinite(proj.losses["total"]) & torch.isfinite(proj.ws.flatten(1)).all(1)
+                    & torch.isfinite(proj.latents.flatten(1)).all(1)).cpu()
+            if bool(bad.any()):
+                names = [photos.paths[i].name for i, b_ in zip(idx, bad.tolist()) if b_]
+                raise EncodeError(f"{photos.source}: the loss is not finite (NaN or inf) for {', '.join(names)}; "
+                                  "stopped without writing their latents (try a smaller --lr or --lr-after-first)")
+            if summary["options"] is None:
+                summary["options"] = record_options(out, options, argv)
             ages = [photos.ages[i] for i in idx]
-            _write_batch(ages, [photos.paths[i] for i in idx], proj, out=out, space=space, rank=rank,
-                         save_npy=save_npy_atomic)
+            _write_batch(ages, [photos.paths[i] for i in idx], proj, out=out, space=space, rank=rank, key=key)
             totals.extend(float(v) for v in proj.losses["total"].cpu())
             bar.update(len(idx))
             bar.set_postfix(loss=f"{float(proj.losses['total'].mean()):.4g}", refresh=False)
@@ -446,28 +548,17 @@ def _load_start(G, age: int, space: str, lat_dir: Path, z_dir: Path):
 
     if space == "z":
         zp = z_dir / f"{age}.npy"
-        if not zp.is_file():
+        if not zp.exists():
             return None  # finished in another space: no z to start from
-        z = np.load(zp, allow_pickle=False)
-        if z.shape != (G.z_dim,):
-            raise EncodeError(f"{zp}: z has shape {z.shape}, expected ({G.z_dim},)")
-        return torch.from_numpy(z.astype(np.float32))
-    path = lat_dir / f"{age}.npy"
-    try:
-        ws = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise EncodeError(f"{path}: unreadable latent ({exc.__class__.__name__}: {exc})") from None
-    if ws.shape != (G.num_ws, G.w_dim) or not np.all(np.isfinite(ws)):
-        raise EncodeError(f"{path}: latent of shape {ws.shape} does not fit the generator's W+ "
-                          f"({G.num_ws}, {G.w_dim}) or is not finite (delete it to re-encode)")
-    ws = torch.from_numpy(ws.astype(np.float32))
+        return torch.from_numpy(aio.read_latent(zp, (G.z_dim,)))  # a damaged z: one line naming it
+    ws = torch.from_numpy(aio.read_latent(lat_dir / f"{age}.npy", (G.num_ws, G.w_dim)))
     if space == "w" and bool((ws == ws[:1]).all()):
         return ws[0].clone()  # exactly the w it was made from
     return from_ws(ws.unsqueeze(0), space)[0]
 
 
-def _write_batch(ages: list[int], paths: list[Path], proj, *, out: Path, space: str, rank: int, save_npy) -> None:
-    """Reconstructions, (z), latents, then the log lines of one batch."""
+def _write_batch(ages: list[int], paths: list[Path], proj, *, out: Path, space: str, rank: int, key: str) -> None:
+    """Reconstructions, (z), latents, then the log lines of one batch (each line with the options key)."""
     recon = to_uint8(proj.images)
     ws = proj.ws.cpu().numpy().astype(np.float32)  # [n, num_ws, w_dim]
     lat = proj.latents.cpu().numpy().astype(np.float32)
@@ -475,16 +566,18 @@ def _write_batch(ages: list[int], paths: list[Path], proj, *, out: Path, space: 
     init = proj.info.get("init")
     inits = list(init) if isinstance(init, (list, tuple)) else [init] * n
     for k, age in enumerate(ages):
-        save_png_atomic(out / "recon" / f"{age}.png", recon[k])
-        if space == "z":
-            save_npy(out / "z" / f"{age}.npy", lat[k])
-        save_npy(out / "latents" / f"{age}.npy", ws[k])
+        aio.save_image(out / "recon" / f"{age}.png", recon[k])
+    if space == "z":
+        for k, age in enumerate(ages):
+            aio.save_npy(out / "z" / f"{age}.npy", lat[k])
+    for k, age in enumerate(ages):
+        aio.save_npy(out / "latents" / f"{age}.npy", ws[k])
     lines = []
     for k, age in enumerate(ages):
         rec = dict(age_days=int(age), photo=paths[k].name,
                    losses={name: float(v[k]) for name, v in proj.losses.items()},
                    psnr=round(float(proj.info["psnr"][k]), 3),
                    steps=int(proj.steps), seconds=round(proj.seconds / n, 4), batch=n,
-                   init=inits[k], space=space, rank=rank)
-        lines.append(json.dumps(rec))
-    append_lines(out / LOG_NAME, lines)
+                   init=inits[k], space=space, rank=rank, options=key)
+        lines.append(json.dumps(aio.to_jsonable(rec), allow_nan=False))  # an infinite PSNR (exact match): null
+    aio.append_lines(out / LOG_NAME, lines)

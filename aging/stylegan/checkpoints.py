@@ -14,16 +14,20 @@ Two formats are read:
   built and loaded with ``strict=True``.
 * **The project's own format**: ``generator.pt`` (a plain ``state_dict``, loadable with
   ``torch.load(..., weights_only=True)``) plus ``generator.json`` (the constructor arguments),
-  either in a directory or as a ``NAME.pt`` / ``NAME.json`` file pair. Written atomically by
-  :func:`save_generator`; a save/load round trip is bit-identical.
+  either in a directory or as a ``NAME.pt`` / ``NAME.json`` file pair. Written atomically
+  (through :mod:`aging.io`) by :func:`save_generator`; a save/load round trip is bit-identical.
+
+Every loader checks the tensors it builds a generator from: names, shapes, floating point, and
+finite values (a checkpoint holding NaN or inf is refused, naming the file and the tensor). Every
+error is one :class:`CheckpointError` line naming the file.
 """
 
 from __future__ import annotations
 
 import codecs
 import collections
+import hashlib
 import io
-import json
 import os
 import pickle
 import warnings
@@ -32,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aging import io as aio
+from aging.errors import AgingError, FileFormatError
+from aging.io import sha256_file
 from aging.stylegan.networks import Generator
-from aging.stylegan.weights import sha256_file
-from aging.errors import AgingError
 
 FORMAT_NAME = "aging.stylegan2.generator"
 FORMAT_VERSION = 1
@@ -218,8 +223,9 @@ def read_network_pickle(path: str | os.PathLike) -> object:
             return RestrictedUnpickler(f).load()
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, RuntimeError, MemoryError) as exc:
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to decode untrusted bytes is a bad file
         raise CheckpointError(f"{path}: not a readable network pickle ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
@@ -341,7 +347,8 @@ def generator_config(init_kwargs: dict, *, where: str = "Generator") -> dict:
 
 
 def _check_and_load(G: Generator, state: dict[str, torch.Tensor], where: str) -> Generator:
-    """``load_state_dict(strict=True)`` after naming every unknown, missing or misshapen tensor."""
+    """``load_state_dict(strict=True)`` after naming every unknown, missing, misshapen or
+    non-finite tensor."""
     expected = G.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -360,6 +367,10 @@ def _check_and_load(G: Generator, state: dict[str, torch.Tensor], where: str) ->
             raise CheckpointError(f"{where}: tensor '{k}' has shape {list(t.shape)}, expected {list(ref.shape)}")
         if not t.is_floating_point():
             raise CheckpointError(f"{where}: tensor '{k}' has dtype {t.dtype}, expected floating point")
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{where}: tensor '{k}' holds {bad} NaN or inf value{'s' if bad != 1 else ''} "
+                                  "(a broken or diverged checkpoint)")
     G.load_state_dict({k: state[k].to(torch.float32) for k in expected}, strict=True)
     return G
 
@@ -412,16 +423,6 @@ def own_format_paths(path: Path) -> tuple[Path, Path]:
     return path / WEIGHTS_NAME, path / CONFIG_NAME
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_generator(G: Generator, out: str | os.PathLike, *, source: str | None = None) -> tuple[Path, Path]:
     """Write ``G`` in the project's format: a ``state_dict`` (``.pt``) and its config (``.json``).
 
@@ -443,7 +444,8 @@ def save_generator(G: Generator, out: str | os.PathLike, *, source: str | None =
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = collections.OrderedDict((k, v.detach().to("cpu", copy=True).contiguous())
                                     for k, v in G.state_dict().items())
-    _write_atomic(weights_path, lambda p: torch.save(state, p))
+    with aio.atomic_path(weights_path) as tmp:
+        torch.save(state, tmp)
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -453,8 +455,19 @@ def save_generator(G: Generator, out: str | os.PathLike, *, source: str | None =
         "num_ws": G.num_ws,
         "source": source,
     }
-    _write_atomic(config_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    aio.write_json(config_path, meta)  # last: a config names weights that are complete
     return weights_path, config_path
+
+
+def state_digest(G: Generator) -> str:
+    """sha256 (hex) of a generator's state dict (names, shapes, float32 values): which weights
+    made a result, whatever file or format they were loaded from."""
+    h = hashlib.sha256()
+    for name, t in G.state_dict().items():
+        t = t.detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}{list(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_own_format(path: str | os.PathLike) -> Generator:
@@ -464,29 +477,37 @@ def load_own_format(path: str | os.PathLike) -> Generator:
     if not config_path.is_file():
         raise CheckpointError(f"{path}: config file {config_path.name} not found beside the weights")
     try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: unreadable config ({exc})") from None
+        meta = aio.read_json(config_path, what="generator config")
+    except FileFormatError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{config_path}: unknown checkpoint format (no \"format\": \"{FORMAT_NAME}\")")
     if meta.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{config_path}: unsupported format version {meta.get('version')!r}")
-    weights_path = config_path.with_name(str(meta.get("weights", weights_path.name)))
+    name = meta.get("weights", weights_path.name)
+    if not isinstance(name, str) or not aio.is_data_name(name) or Path(name).name != name:
+        raise CheckpointError(f"{config_path}: \"weights\" must name a file beside it, got {name!r}")
+    weights_path = config_path.with_name(name)
     if not weights_path.is_file():
         raise CheckpointError(f"{path}: weights file {weights_path.name} not found")
-    if meta.get("sha256") and sha256_file(weights_path) != meta["sha256"]:
-        raise CheckpointError(f"{weights_path}: sha256 does not match {config_path.name} (corrupt or replaced)")
     try:
+        if meta.get("sha256") and sha256_file(weights_path) != meta["sha256"]:
+            raise CheckpointError(f"{weights_path}: sha256 does not match {config_path.name} (corrupt or replaced)")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad or unsafe files
-        raise CheckpointError(f"{weights_path}: not a loadable state dict ({str(exc).splitlines()[0]})") from None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad or unsafe files
+        msg = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{weights_path}: not a loadable state dict ({msg})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{weights_path}: expected a dict of tensors")
     config = meta.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: no generator config (\"config\" is not a table)")
     try:
         G = Generator(**config)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{config_path}: bad generator config ({exc})") from None
+        raise CheckpointError(f"{config_path}: bad generator config ({str(exc).splitlines()[0]})") from None
     return _check_and_load(G, state, str(weights_path))
 
 
@@ -503,8 +524,11 @@ def checkpoint_format(path: str | os.PathLike) -> str:
         raise CheckpointError(f"{path}: unknown checkpoint format (directory without {CONFIG_NAME})")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     if path.suffix == ".json":
         return "own"
     if head[:1] == b"\x80":  # pickle protocol >= 2

@@ -4,7 +4,10 @@ Nothing here downloads implicitly: :func:`resolve_generator` only finds files (a
 registry name already in the cache) and tells the user to run ``aging weights download NAME``
 otherwise. :func:`download` writes to ``<file>.part``, resumes it with an HTTP ``Range`` request
 after an interruption, checks the size and the sha256 (when known), and only then renames it
-to its final name, so the cache never holds a half-written or corrupt checkpoint.
+to its final name, so the cache never holds a half-written or corrupt checkpoint. The ``.part``
+file is the download's own temporary (it must survive a kill to be resumed, which rules out
+:func:`aging.io.atomic_path`'s throw-away temporaries); it is fsync'ed before the rename, and
+every reader of :mod:`aging.io` ignores ``*.part`` files.
 
 The cache directory is ``$AGING_CACHE`` (default ``~/.cache/aging``); checkpoints go to its
 ``weights/`` folder. Only the standard library is used (urllib), plus tqdm for progress.
@@ -12,7 +15,6 @@ The cache directory is ``$AGING_CACHE`` (default ``~/.cache/aging``); checkpoint
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import urllib.error
@@ -21,7 +23,10 @@ import urllib.request
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
+
+from aging import io as aio
 from aging.errors import AgingError
+from aging.io import sha256_file  # noqa: F401 - part of this module's interface
 
 CACHE_ENV = "AGING_CACHE"
 USER_AGENT = "aging-weights/0.1 (+urllib)"
@@ -101,6 +106,10 @@ def cached_path(name: str, cache: str | os.PathLike | None = None) -> Path:
     return weights_dir(cache) / REGISTRY[name].filename
 
 
+def is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower())
+
+
 def _is_url(text: str) -> bool:
     return urllib.parse.urlparse(str(text)).scheme in ("http", "https")
 
@@ -128,15 +137,6 @@ def resolve_generator(path_or_name: str | os.PathLike, *, cache: str | os.PathLi
         raise WeightsError(f"{text}: URLs are not downloaded implicitly; run `aging weights download {text}`")
     raise WeightsError(f"{text}: no such file, and not a known checkpoint name "
                        f"(known: {', '.join(REGISTRY)}; see `aging weights list`)")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _RetryableError(Exception):
@@ -265,6 +265,10 @@ def download(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256
         raise WeightsError(f"{name_or_url}: not a known checkpoint name (known: {', '.join(REGISTRY)}) "
                            "nor an http(s) URL")
     sha256 = sha256.lower() if sha256 else None
+    if sha256 is not None and not is_sha256(sha256):
+        raise WeightsError(f"sha256 {sha256!r}: expected 64 hexadecimal digits")
+    if not (isinstance(retries, int) and retries >= 0):
+        raise WeightsError(f"retries must be a whole number >= 0, got {retries!r}")
 
     folder = weights_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
@@ -299,5 +303,13 @@ def download(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256
             part.unlink()
             raise WeightsError(f"{url}: sha256 mismatch (got {digest}, expected {sha256}); "
                                "the downloaded file was deleted")
-    os.replace(part, final)
+    _commit(part, final)
     return final
+
+
+def _commit(part: Path, final: Path) -> None:
+    """Rename the verified ``part`` to ``final`` durably: its data and the folder's entry fsync'ed."""
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(part, final)
+    aio.fsync_dir(final.parent)
