@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +52,13 @@ import numpy as np
 
 from aging import io as aio
 from aging.errors import AgingError, FileFormatError
+from aging.photos import PhotoError, read_photo, subject_photos
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 LOG_NAME = "encode.jsonl"
 CHART_NAME = "encode.png"
 OPTIONS_NAME = "encode.options.json"
 OPTIONS_FORMAT = "aging.encode.options/1"
 OUTPUT_NAMES = frozenset({CHART_NAME})  # image files this stage writes beside the photos of a plain folder
-MANIFEST_NAME = "manifest.csv"  # written by aging fetch
 KEY_LENGTH = 16  # hex digits of an options key
 
 
@@ -86,83 +84,21 @@ class PhotoSet:
 
 
 def find_photos(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> PhotoSet:
-    """Photos of a subject folder (``aligned/`` + ``manifest.csv``) or of a plain folder, in age order.
-
-    A subject folder written by ``aging fetch`` is read through its ``manifest.csv``: the rows of
-    status ``kept``, in manifest (video) order, each with its ``file``; aligned images that the
-    manifest does not keep (for example photos excluded since) are ignored. Without a manifest,
-    every ``<age_days>.png|jpg`` of ``folder/aligned`` (or of ``folder``) is a photo; hidden files,
-    temporaries and this stage's own outputs (``encode.png``) are not.
+    """The photos of a subject folder or a plain folder, in age order (see :mod:`aging.photos`);
+    this stage's own outputs (``encode.png``) are never photos.
 
     Raises
     ------
     EncodeError
-        No such folder, no photos, an image whose name is not an age in days (digits only:
-        ``9_207.png`` and ``-5.png`` are refused), two images of one age, a manifest that cannot
-        be read or names a missing file.
+        As :func:`aging.photos.subject_photos` (no such folder, no photos, a name that is not an
+        age in days, a manifest that cannot be read or names a missing file).
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EncodeError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
-    out = Path(out) if out is not None else folder
-    manifest = folder / MANIFEST_NAME
-    if manifest.is_file():
-        ages, paths = _kept_from_manifest(manifest)
-        return PhotoSet(source=folder / "aligned", out=out, ages=ages, paths=paths)
-    src = folder / "aligned" if (folder / "aligned").is_dir() else folder
-    found: dict[int, Path] = {}
-    for p in aio.data_files(src, IMAGE_EXTS):
-        if p.name.lower() in OUTPUT_NAMES:
-            continue
-        try:
-            age = aio.age_from_name(p)
-        except FileFormatError:
-            raise EncodeError(f"{p}: image name is not an age in days (digits only, e.g. 7300.png)") from None
-        if age in found:
-            raise EncodeError(f"{p}: a second photo of age {age} days (also {found[age].name})")
-        found[age] = p
-    if not found:
-        raise EncodeError(f"{src}: no photos (expected aligned images named <age_days>.png or .jpg)")
-    ages = sorted(found)
-    return PhotoSet(source=src, out=out, ages=ages, paths=[found[a] for a in ages])
-
-
-_DIGITS = re.compile(r"^[0-9]+$")
-
-
-def _kept_from_manifest(manifest: Path) -> tuple[list[int], list[Path]]:
-    """``(ages, paths)`` of the ``kept`` rows of an ``aging fetch`` manifest, in its order."""
-    import csv
-
-    ages: list[int] = []
-    paths: list[Path] = []
     try:
-        with open(manifest, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"age_days", "status", "file"} - set(reader.fieldnames or [])
-            if missing:
-                raise EncodeError(f"{manifest}: not an aging fetch manifest (no column {sorted(missing)[0]!r})")
-            for line, row in enumerate(reader, start=2):
-                if row["status"] != "kept":
-                    continue
-                text = (row["age_days"] or "").strip()
-                if not _DIGITS.match(text):
-                    raise EncodeError(f"{manifest}:{line}: kept row without an age in days (got {text!r})")
-                age = int(text)
-                if ages and age <= ages[-1]:
-                    raise EncodeError(f"{manifest}:{line}: ages must increase down the manifest "
-                                      f"({age} after {ages[-1]})")
-                path = manifest.parent / (row["file"] or f"aligned/{age}.png")
-                if not path.is_file():
-                    raise EncodeError(f"{path}: listed as kept in {manifest.name} but missing "
-                                      "(run aging fetch again to rebuild it)")
-                ages.append(age)
-                paths.append(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise EncodeError(f"{manifest}: unreadable manifest ({exc.__class__.__name__}: {exc})") from None
-    if not ages:
-        raise EncodeError(f"{manifest}: no kept photos to encode")
-    return ages, paths
+        found = subject_photos(folder, skip_names=OUTPUT_NAMES)
+    except PhotoError as exc:
+        raise EncodeError(str(exc)) from None
+    return PhotoSet(source=found.source, out=Path(out) if out is not None else Path(folder),
+                    ages=found.ages, paths=found.paths)
 
 
 def check_photo(path: Path, min_size: int) -> int:
@@ -174,12 +110,6 @@ def check_photo(path: Path, min_size: int) -> int:
         raise EncodeError(f"{path}: image is {size}x{size} px, smaller than the working resolution {min_size} px "
                           "(use a smaller --resolution)")
     return size
-
-
-def read_photo(path: Path, resolution: int) -> np.ndarray:
-    """An aligned photo as RGB, area-resized to ``resolution`` px: uint8 ``[r, r, 3]`` (16-bit,
-    palette and grey images converted by :func:`aging.io.read_image`)."""
-    return aio.read_image(path, resolution, square=True)
 
 
 class PhotoTargets:
