@@ -27,7 +27,7 @@ _LAZY = {
     "resolve_generator": "aging.stylegan.weights",
 }
 
-__all__ = ["load_generator", *_LAZY]
+__all__ = ["load_generator", "to_uint8", *_LAZY]
 
 
 def load_generator(path_or_name, device="cpu", *, entry: str = "G_ema"):
@@ -65,6 +65,13 @@ def load_generator(path_or_name, device="cpu", *, entry: str = "G_ema"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     G = load_checkpoint(resolve_generator(path_or_name), entry=entry)
     return G.eval().requires_grad_(False).to(device)
+
+
+def to_uint8(images):
+    """Generator images ``[N, 3, H, W]`` (about ``[-1, 1]``) -> uint8 ``[N, H, W, 3]`` numpy, the one
+    conversion every stage uses: clamp to ``[-1, 1]``, map to ``[0, 255]`` and round."""
+    x = (images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5  # [N, 3, H, W]
+    return x.round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def __getattr__(name):
