@@ -36,7 +36,7 @@ test: $(STAMP) ## Run the test suite (pytest)
 # The study's model comparison. DATA is any latent dataset (encoded photos, the study's published
 # latents); by default a synthetic one is made first.
 DATA ?= data/synth
-study: $(STAMP) ## The study's model comparison (configs/experiments/study.toml) on DATA -> runs/study/
+study: $(STAMP) ## The study's model comparison (the bundled aging/configs/experiments/study.toml) on DATA -> runs/study/
 	@test -d $(DATA) || $(BIN)/aging synth $(DATA)
 	$(BIN)/python scripts/latent_stats.py $(DATA)
 	$(BIN)/aging evaluate $(DATA) --experiment study -o runs/study

@@ -79,11 +79,6 @@ def _check_count(n: int, max_count: int | None, text: str) -> None:
         raise ValueError(f"{text!r} gives {n} ages; at most {max_count} are allowed (use a larger step)")
 
 
-def years(days) -> np.ndarray | float:
-    """Days -> years (for labels and charts only)."""
-    return np.asarray(days, dtype=np.float64) / DAYS_PER_YEAR
-
-
 def format_age(days: int) -> str:
     """Human label: ``23.4 y``."""
     return f"{float(days) / DAYS_PER_YEAR:.1f} y"

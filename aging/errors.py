@@ -16,5 +16,11 @@ class AgingError(Exception):
     """Bad input of any stage; the message is one line that names the file or option."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (its class name when it has none)."""
+    msg = str(exc).strip() or type(exc).__name__
+    return msg.splitlines()[0]
+
+
 class FileFormatError(AgingError, ValueError):
     """A file that exists but cannot be used: unreadable, wrong type, shape, dtype or values."""

@@ -29,21 +29,21 @@ import io as _stdio
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from aging import io
-from aging.errors import AgingError, FileFormatError
-from aging.latents import PAIR_STRATEGIES, SPLITS, LatentDataset
+from aging.errors import AgingError, FileFormatError, one_line
+from aging.latents import MAX_PAIRS, PAIR_STRATEGIES, SPLITS, EvalProtocol, LatentDataset
+from aging.progress import progress_bar
 
 RUN_SCHEMA = {"name": str, "model": str, "pairs": str, "split": str, "seed": int, "n_pairs": int,
               "min_gap": int, "holdout": str, "test_fraction": float}
 RUN_KEYS = set(RUN_SCHEMA)
 DEFAULTS_SCHEMA = {k: v for k, v in RUN_SCHEMA.items() if k not in ("name", "model")}
 FILE_SCHEMA = {"name": str, "description": str, "defaults": dict, "run": list}
-MAX_PAIRS = 10_000_000  # random pairs are index arrays: 10 M is 160 MB
 RECORD = "finished.json"  # completion record of a run folder and of an experiment folder
 RUN_OUTPUTS = ("model.json", "model.npz", "metrics.json", "error_vs_age.csv", "error_vs_age.png")
 RESERVED = {RECORD, "options.json", "comparison.md", "comparison.csv", "comparison.png", "summary.md", "data"}
@@ -55,23 +55,18 @@ class ExperimentError(AgingError, ValueError):
     """A malformed experiment file (the message names the file and the run)."""
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(EvalProtocol):
+    """One run: a model (registry name and hyper-parameters) under an evaluation protocol.
+
+    The options record of ``aging train`` and of each run of an experiment (``as_dict``)."""
+
     name: str
     model: str
     params: dict = field(default_factory=dict)
-    pairs: str = "first"
-    split: str = "internal"
-    seed: int = 0
-    n_pairs: int = 6100
-    min_gap: int = 0
-    holdout: str | None = None
-    test_fraction: float = 0.2
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "model": self.model, "params": self.params, "pairs": self.pairs,
-                "split": self.split, "seed": self.seed, "n_pairs": self.n_pairs, "min_gap": self.min_gap,
-                "holdout": self.holdout, "test_fraction": self.test_fraction}
+        return asdict(self)
 
 
 @dataclass
@@ -128,15 +123,10 @@ def check_folder_name(name: str, what: str) -> None:
 
 
 def check_run(cfg: RunConfig, where: str) -> None:
-    """Refuse run settings that cannot work on any dataset (one line starting with ``where``)."""
-    from aging.models import REGISTRY, ModelError, make_model
+    """Refuse run settings that cannot work on any dataset (one line starting with ``where``): the
+    protocol's values here, the model's name and parameters by :func:`aging.models.make_model`."""
+    from aging.models import ModelError, make_model
 
-    if cfg.model not in REGISTRY:
-        raise ExperimentError(f"{where}: unknown model {cfg.model!r} (known: {', '.join(sorted(REGISTRY))})")
-    unknown = [k for k in cfg.params if k not in REGISTRY[cfg.model].param_names()]
-    if unknown:
-        raise ExperimentError(f"{where}: unknown parameter {unknown[0]!r} for model {cfg.model} "
-                              f"(known: {', '.join(REGISTRY[cfg.model].param_names())})")
     if cfg.pairs not in PAIR_STRATEGIES:
         raise ExperimentError(f"{where}: unknown pairs {cfg.pairs!r} (known: {', '.join(PAIR_STRATEGIES)})")
     if cfg.split not in SPLITS:
@@ -150,9 +140,9 @@ def check_run(cfg: RunConfig, where: str) -> None:
     if not (math.isfinite(cfg.test_fraction) and 0 < cfg.test_fraction < 1):
         raise ExperimentError(f"{where}: test_fraction must be strictly between 0 and 1, got {cfg.test_fraction}")
     try:
-        make_model(cfg.model, **cfg.params)  # bad parameter values fail here, before any work
+        make_model(cfg.model, **cfg.params)  # unknown names and bad values fail here, before any work
     except ModelError as exc:
-        raise ExperimentError(f"{where}: {_one_line(exc)}") from None
+        raise ExperimentError(f"{where}: {one_line(exc)}") from None
 
 
 def load_experiment(name_or_path: str | Path) -> Experiment:
@@ -167,32 +157,37 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
     runs_raw = data.get("run", [])
     if not runs_raw:
         raise ExperimentError(f"{path}: no [[run]] entries")
-    runs, names = [], set()
-    for i, raw in enumerate(runs_raw):
-        if not isinstance(raw, dict):
-            raise ExperimentError(f"{path}: run #{i + 1} must be a table ([[run]]), got {raw!r:.40}")
-        merged = {**defaults, **raw}
-        label = merged.get("name", merged.get("model", f"#{i + 1}"))
-        where = f"{path}: run {label!r}" if isinstance(label, str) else f"{path}: run #{i + 1}"
-        try:
-            io.check_schema(merged, RUN_SCHEMA, where, allow_unknown=True)
-        except FileFormatError as exc:
-            raise ExperimentError(str(exc)) from None
-        if "model" not in merged:
-            raise ExperimentError(f"{where} has no 'model'")
-        name = merged.get("name", merged["model"])
-        check_folder_name(name, f"{path}: run name")
-        if name in names:
-            raise ExperimentError(f"{path}: two runs named {name!r}")
-        names.add(name)
-        params = {k: v for k, v in merged.items() if k not in RUN_KEYS}
-        cfg = RunConfig(name=name, model=merged["model"], params=params,
-                        **{k: merged[k] for k in RUN_KEYS - {"name", "model"} if k in merged})
-        check_run(cfg, f"{path}: run {name!r}")
-        runs.append(cfg)
+    taken: set[str] = set()
+    runs = [_run_config(path, i, raw, defaults, taken) for i, raw in enumerate(runs_raw)]
     exp_name = data.get("name", path.stem)
     check_folder_name(exp_name, f"{path}: experiment name")
     return Experiment(name=exp_name, runs=runs, description=data.get("description", ""), path=path)
+
+
+def _run_config(path: Path, i: int, raw, defaults: dict, taken: set[str]) -> RunConfig:
+    """The ``i``-th ``[[run]]`` table of an experiment file over its ``[defaults]``, checked; its
+    name must not be one of ``taken`` (the names of the runs before it), and is added to them."""
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{path}: run #{i + 1} must be a table ([[run]]), got {raw!r:.40}")
+    merged = {**defaults, **raw}
+    label = merged.get("name", merged.get("model", f"#{i + 1}"))
+    where = f"{path}: run {label!r}" if isinstance(label, str) else f"{path}: run #{i + 1}"
+    try:
+        io.check_schema(merged, RUN_SCHEMA, where, allow_unknown=True)
+    except FileFormatError as exc:
+        raise ExperimentError(str(exc)) from None
+    if "model" not in merged:
+        raise ExperimentError(f"{where} has no 'model'")
+    name = merged.get("name", merged["model"])
+    check_folder_name(name, f"{path}: run name")
+    if name in taken:
+        raise ExperimentError(f"{path}: two runs named {name!r}")
+    taken.add(name)
+    params = {k: v for k, v in merged.items() if k not in RUN_KEYS}
+    cfg = RunConfig(name=name, model=merged["model"], params=params,
+                    **{k: merged[k] for k in RUN_KEYS - {"name", "model"} if k in merged})
+    check_run(cfg, f"{path}: run {name!r}")
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +212,7 @@ def run_key(cfg: RunConfig, fingerprint: dict) -> str:
 
 def run_config(dataset: LatentDataset, cfg: RunConfig, out_dir: Path, *, progress: bool = False,
                force: bool = False, fingerprint: dict | None = None) -> tuple[dict, bool]:
-    """Fit, evaluate and write ``out_dir`` (model, metrics, error-vs-age CSV and chart, then the
+    """Fit, score and write ``out_dir`` (model, metrics, error-vs-age CSV and chart, then the
     completion record). Returns ``(metrics, reused)``.
 
     A finished run (record key = this configuration and this dataset content, every output
@@ -225,9 +220,8 @@ def run_config(dataset: LatentDataset, cfg: RunConfig, out_dir: Path, *, progres
     leaves the folder as it was), then the old record and outputs are removed and the new ones
     written, the record last: a killed run is never taken for finished.
     """
-    from aging.evaluate import evaluate
     from aging.models import make_model
-    from aging.render.charts import plot_error_vs_age
+    from aging.scoring import fit_and_score
 
     out_dir = Path(out_dir)
     key = run_key(cfg, fingerprint or dataset_fingerprint(dataset))
@@ -238,13 +232,20 @@ def run_config(dataset: LatentDataset, cfg: RunConfig, out_dir: Path, *, progres
         if isinstance(metrics, dict):
             return metrics, True
     make_model(cfg.model, **cfg.params)  # a bad parameter fails before any work
-    result = evaluate(dataset, lambda: make_model(cfg.model, **cfg.params), pairs=cfg.pairs,
-                      split=cfg.split, seed=cfg.seed, n_pairs=cfg.n_pairs, min_gap=cfg.min_gap,
-                      holdout=cfg.holdout, test_fraction=cfg.test_fraction, progress=progress)
+    result = fit_and_score(dataset, lambda: make_model(cfg.model, **cfg.params), cfg, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.remove(record)
     for name in RUN_OUTPUTS:
         io.remove(out_dir / name)
+    metrics = _write_run(cfg, result, out_dir)
+    io.write_record(record, key, RUN_OUTPUTS)  # last: only now is the run finished
+    return metrics, False
+
+
+def _write_run(cfg: RunConfig, result, out_dir: Path) -> dict:
+    """The outputs of a scored run (:class:`aging.scoring.ScoreResult`), all but its record."""
+    from aging.render.charts import plot_error_vs_age
+
     result.model.save(out_dir)
     metrics = io.to_jsonable({**result.metrics, "name": cfg.name, "config": cfg.as_dict()})
     rows = ([{"set": "train", **r} for r in result.train.by_target_age()]
@@ -258,8 +259,7 @@ def run_config(dataset: LatentDataset, cfg: RunConfig, out_dir: Path, *, progres
         title=f"{cfg.name}: {cfg.model}, {cfg.pairs} pairs, {cfg.split} split (test pairs)",
     )
     io.write_json(out_dir / "metrics.json", metrics)
-    io.write_record(record, key, RUN_OUTPUTS)  # last: only now is the run finished
-    return metrics, False
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,30 +272,29 @@ def run_experiment(dataset: LatentDataset, exp: Experiment, out_dir: Path, *, pr
     """Run every configuration; write ``comparison.{md,csv}`` and the comparison charts.
 
     Returns one row per run; a run that cannot apply to ``dataset`` is not fitted and its row
-    says why (``skipped``). A re-run with nothing changed writes nothing.
+    says why (``skipped``). A re-run with nothing changed writes nothing. ``progress``: progress
+    bars (the experiment's, and those of each run).
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     io.remove_temporaries(out_dir)
     fp = dataset_fingerprint(dataset)
     rows, keys = [], []
-    bar = tqdm(exp.runs, desc=f"experiment {exp.name}", disable=None if progress else True)
+    bar = progress_bar(exp.runs, desc=f"experiment {exp.name}", quiet=not progress, leave=True)
     for cfg in bar:
         bar.set_postfix(run=cfg.name)
         keys.append(run_key(cfg, fp))
         try:
-            metrics, reused = run_config(dataset, cfg, out_dir / cfg.name, force=force, fingerprint=fp)
+            metrics, reused = run_config(dataset, cfg, out_dir / cfg.name, progress=progress, force=force,
+                                         fingerprint=fp)
         except AgingError as exc:  # this run cannot apply to this dataset; the others still can
-            reason = _one_line(exc)
+            reason = one_line(exc)
             echo(f"{'skip':>6}  {cfg.name:<24} {reason}")
             rows.append(skipped_row(cfg, reason))
             continue
         echo(f"{'reused' if reused else 'ran':>6}  {cfg.name:<24} test MSE {_fmt(metrics['test_mse'])}"
              f"   (start {_fmt(metrics['baselines']['start']['test_mse'])})")
         rows.append(comparison_row(cfg, metrics))
-    done = [r for r in rows if not r["skipped"]]
-    if not done:
+    if not any(not r["skipped"] for r in rows):
         raise ExperimentError(f"{exp.path or exp.name}: no run applies to this dataset "
                               f"({rows[0]['name']}: {rows[0]['skipped']})")
     record = out_dir / RECORD
@@ -311,7 +310,7 @@ def _write_comparison(exp: Experiment, rows: list[dict], out_dir: Path, record: 
 
     done = [r for r in rows if not r["skipped"]]
     io.remove(record)
-    write_csv_if_changed(out_dir / "comparison.csv", rows, fieldnames=list(COMPARISON_COLUMNS))
+    io.write_csv(out_dir / "comparison.csv", rows, fieldnames=list(COMPARISON_COLUMNS), only_if_changed=True)
     io.write_if_changed(out_dir / "comparison.md", comparison_markdown(exp, rows))
     outputs = [out_dir / "comparison.csv", out_dir / "comparison.md"]
     # one chart per split and pairing: errors on different test pairs are not comparable
@@ -386,17 +385,6 @@ def comparison_markdown(exp: Experiment, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv_if_changed(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> bool:
-    """Rows of dicts as CSV (as :func:`aging.io.write_csv` writes them), atomically and only when
-    the file does not already hold exactly this table; True when written."""
-    buf = _stdio.StringIO(newline="")
-    names = list(fieldnames or (rows[0].keys() if rows else []))
-    w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
-    w.writeheader()
-    w.writerows({k: v if isinstance(v, str) else io.to_jsonable(v) for k, v in r.items()} for r in rows)
-    return io.write_if_changed(path, buf.getvalue())
-
-
 def read_error_csv(path: Path, which: str = "test") -> dict[str, np.ndarray]:
     """Columns of ``error_vs_age.csv`` for one set; missing values become ``None`` columns."""
     text = io.read_text(path, "error-vs-age table")
@@ -406,8 +394,3 @@ def read_error_csv(path: Path, which: str = "test") -> dict[str, np.ndarray]:
         vals = [r.get(key) for r in rows]
         out[key] = None if any(v in ("", None) for v in vals) else np.array(vals, dtype=np.float64)
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip() or type(exc).__name__
-    return msg.splitlines()[0]

@@ -280,15 +280,20 @@ def save_image(path: str | Path, image: np.ndarray, **params) -> None:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(fh, format=fmt, **params)
 
 
-def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:
-    """Rows of dicts as CSV (header from the first row unless ``fieldnames``), atomically."""
+def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | None = None, *,
+              only_if_changed: bool = False) -> bool:
+    """Rows of dicts as CSV (header from the first row unless ``fieldnames``), atomically; with
+    ``only_if_changed`` not when the file already holds exactly this table. True when written."""
     buf = _io.StringIO(newline="")
     names = fieldnames or (list(rows[0].keys()) if rows else [])
     if names:
         w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
         w.writeheader()
         w.writerows({k: to_jsonable(v) if not isinstance(v, str) else v for k, v in r.items()} for r in rows)
+    if only_if_changed:
+        return write_if_changed(path, buf.getvalue())
     write_text(path, buf.getvalue())
+    return True
 
 
 def append_lines(path: str | Path, lines: list[str]) -> None:

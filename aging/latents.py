@@ -22,6 +22,7 @@ from aging.errors import AgingError, FileFormatError
 
 PAIR_STRATEGIES = ("first", "all", "random")
 SPLITS = ("internal", "future", "external")
+MAX_PAIRS = 10_000_000  # random pairs are index arrays: 10 M is 160 MB
 
 
 class LatentDatasetError(AgingError, ValueError):
@@ -95,8 +96,8 @@ def load_subject(folder: str | Path, name: str | None = None, shape: tuple[int, 
 class LatentDataset:
     """A set of subjects with latents of one shape.
 
-    Photos are addressed globally: photo ``g`` belongs to subject ``subject_of[g]`` and is
-    ``local_index[g]`` within it. ``latents_flat`` is a ``[num_photos, D]`` view of every latent.
+    Photos are addressed globally: photo ``g`` belongs to subject ``subject_of[g]``, whose photos
+    are ``photos_of(subject)``. ``latents_flat`` is a ``[num_photos, D]`` view of every latent.
     """
 
     subjects: list[Subject]
@@ -126,7 +127,6 @@ class LatentDataset:
         sizes = np.array([len(s) for s in self.subjects])
         self.offsets = np.concatenate([[0], np.cumsum(sizes)])
         self.subject_of = np.repeat(np.arange(len(self.subjects)), sizes)
-        self.local_index = np.concatenate([np.arange(n) for n in sizes])
         self.ages = np.concatenate([s.ages for s in self.subjects])  # [N] days
         self.latents_flat = np.concatenate(
             [s.latents.reshape(len(s), -1) for s in self.subjects]
@@ -410,6 +410,33 @@ class Fold:
     holdout: str | None = None
 
 
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a model is trained and tested: which pairs, which split, the seed.
+
+    The options object of the evaluation protocol: :func:`aging.scoring.fit_and_score` takes it,
+    ``aging train`` reads its defaults from it, and an experiment's run
+    (:class:`aging.experiments.RunConfig`) extends it with the model.
+    """
+
+    pairs: str = "first"  # PAIR_STRATEGIES
+    split: str = "internal"  # SPLITS
+    seed: int = 0
+    n_pairs: int = 6100  # random pairs drawn (pairs = "random")
+    min_gap: int = 0  # minimum age gap of random pairs, days
+    holdout: str | None = None  # external split: hold out only this subject
+    test_fraction: float = 0.2  # internal and future splits
+
+    def folds(self, dataset: "LatentDataset") -> list[Fold]:
+        """The train/test folds of ``dataset`` (see :func:`make_splits`)."""
+        return make_splits(dataset, self.split, self.pairs, test_fraction=self.test_fraction, holdout=self.holdout,
+                           n_pairs=self.n_pairs, min_gap=self.min_gap, seed=self.seed)
+
+    def every_pair(self, dataset: "LatentDataset") -> PairSet:
+        """The pairs of every photo of ``dataset`` (what a model is refitted on after external folds)."""
+        return make_pairs(dataset, self.pairs, n_pairs=self.n_pairs, min_gap=self.min_gap, seed=self.seed)
+
+
 def make_splits(
     dataset: LatentDataset,
     split: str = "internal",
@@ -439,54 +466,64 @@ def make_splits(
             or not 0.0 < float(test_fraction) < 1.0:
         raise LatentDatasetError(f"test_fraction (--test-fraction) must be a number between 0 and 1 "
                                  f"(exclusive), got {test_fraction!r}")
-    where = _where(dataset)
-    rng = np.random.default_rng(seed)
-    kw = dict(n_pairs=n_pairs, min_gap=min_gap)
+    draw = dict(strategy=pairs, n_pairs=n_pairs, min_gap=min_gap, seed=seed)
     if split == "internal":
-        everything = make_pairs(dataset, pairs, seed=seed, **kw)
-        perm = rng.permutation(len(everything))
-        n_test = int(round(test_fraction * len(everything)))
-        if n_test == 0 or n_test == len(everything):
-            fix = ("use a smaller --test-fraction" if n_test else
-                   "use a larger --n-pairs" if pairs == "random" else
-                   "add photos, use --pairs all or a larger --test-fraction, or --split future")
-            raise LatentDatasetError(
-                f"{where}too few pairs ({len(everything)} {pairs} pairs) for an internal split: a test "
-                f"fraction of {test_fraction} leaves {n_test} test and {len(everything) - n_test} training "
-                f"pairs; {_photo_counts(dataset)}; {fix}")
-        test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-        # the training photos: those that take part in a training pair
-        train = everything.subset(train_idx)
-        train.photos = np.unique(np.concatenate([train.start, train.target]))
-        test = everything.subset(test_idx)
-        return [Fold(train, test)]
+        return [_internal_fold(dataset, draw, test_fraction, np.random.default_rng(seed))]
     if split == "future":
-        train_photos, test_photos = [], []
-        for k in range(len(dataset.subjects)):
-            ph = dataset.photos_of(k)
-            n_train = int(np.ceil((1.0 - test_fraction) * len(ph)))
-            n_train = min(max(n_train, 2), len(ph) - 1)
-            if n_train < 2:
-                raise LatentDatasetError(
-                    f"{where}subject {dataset.subjects[k].name} has {len(ph)} photo{'s' if len(ph) != 1 else ''}: "
-                    f"a future split needs at least 3 per subject (2 to train on, 1 later to test); "
-                    f"add photos or use --split internal")
-            train_photos.append(ph[:n_train])
-            test_photos.append(ph[n_train:])
-        train_photos = np.concatenate(train_photos)
-        train = make_pairs(dataset, pairs, photos=train_photos, seed=seed, **kw)
-        # test: start from visible (training) photos, end at unseen later photos
-        full = make_pairs(dataset, pairs, seed=seed + 1, **kw)
-        in_train = np.zeros(dataset.num_photos, bool)
-        in_train[train_photos] = True
-        keep = in_train[full.start] & ~in_train[full.target]
-        test = full.subset(keep)
-        test.photos = np.arange(dataset.num_photos)
-        if len(test) == 0:
-            raise LatentDatasetError(f"{where}the future split has no test pairs ({pairs} pairs from a training "
-                                     f"photo to a later one); use another --pairs or a smaller --min-gap")
-        return [Fold(train, test)]
-    # external
+        return [_future_fold(dataset, draw, test_fraction)]
+    return _external_folds(dataset, draw, holdout)
+
+
+def _internal_fold(dataset: LatentDataset, draw: dict, test_fraction: float, rng) -> Fold:
+    """Every pair of every photo, a random ``test_fraction`` of them held out."""
+    everything = make_pairs(dataset, **draw)
+    perm = rng.permutation(len(everything))
+    n_test = int(round(test_fraction * len(everything)))
+    if n_test == 0 or n_test == len(everything):
+        pairs = draw["strategy"]
+        fix = ("use a smaller --test-fraction" if n_test else
+               "use a larger --n-pairs" if pairs == "random" else
+               "add photos, use --pairs all or a larger --test-fraction, or --split future")
+        raise LatentDatasetError(
+            f"{_where(dataset)}too few pairs ({len(everything)} {pairs} pairs) for an internal split: a test "
+            f"fraction of {test_fraction} leaves {n_test} test and {len(everything) - n_test} training "
+            f"pairs; {_photo_counts(dataset)}; {fix}")
+    test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    # the training photos: those that take part in a training pair
+    train = everything.subset(train_idx)
+    train.photos = np.unique(np.concatenate([train.start, train.target]))
+    return Fold(train, everything.subset(test_idx))
+
+
+def _future_fold(dataset: LatentDataset, draw: dict, test_fraction: float) -> Fold:
+    """Each subject's earliest photos to train on; test pairs end at its later, unseen photos."""
+    train_photos = []
+    for k in range(len(dataset.subjects)):
+        ph = dataset.photos_of(k)
+        n_train = min(max(int(np.ceil((1.0 - test_fraction) * len(ph))), 2), len(ph) - 1)
+        if n_train < 2:
+            raise LatentDatasetError(
+                f"{_where(dataset)}subject {dataset.subjects[k].name} has {len(ph)} "
+                f"photo{'s' if len(ph) != 1 else ''}: a future split needs at least 3 per subject (2 to train "
+                f"on, 1 later to test); add photos or use --split internal")
+        train_photos.append(ph[:n_train])
+    train_photos = np.concatenate(train_photos)
+    train = make_pairs(dataset, photos=train_photos, **draw)
+    # test: start from visible (training) photos, end at unseen later photos
+    full = make_pairs(dataset, **{**draw, "seed": draw["seed"] + 1})
+    in_train = np.zeros(dataset.num_photos, bool)
+    in_train[train_photos] = True
+    test = full.subset(in_train[full.start] & ~in_train[full.target])
+    test.photos = np.arange(dataset.num_photos)
+    if len(test) == 0:
+        raise LatentDatasetError(f"{_where(dataset)}the future split has no test pairs ({draw['strategy']} pairs "
+                                 f"from a training photo to a later one); use another --pairs or a smaller --min-gap")
+    return Fold(train, test)
+
+
+def _external_folds(dataset: LatentDataset, draw: dict, holdout: str | None) -> list[Fold]:
+    """Leave one subject out: every subject in turn, or only ``holdout``."""
+    where = _where(dataset)
     if len(dataset.subjects) < 2:
         raise LatentDatasetError(f"{where}an external split holds out whole subjects and needs at least two; "
                                  f"the dataset has one ({dataset.subjects[0].name}): use --split internal or future")
@@ -495,8 +532,7 @@ def make_splits(
     holdouts = range(len(dataset.subjects)) if holdout is None else [dataset.index_of(holdout)]
     folds = []
     for k in holdouts:
-        others = np.nonzero(dataset.subject_of != k)[0]
-        train = make_pairs(dataset, pairs, photos=others, seed=seed, **kw)
+        train = make_pairs(dataset, photos=np.nonzero(dataset.subject_of != k)[0], **draw)
         test = make_pairs(dataset, "first", photos=dataset.photos_of(k))
         folds.append(Fold(train, test, holdout=dataset.subjects[k].name))
     return folds

@@ -157,9 +157,6 @@ def _dataset_files(ds: LatentDataset):
             yield f"{s.name}/{int(age)}.npy", lat
 
 
-save_npy_atomic = io.save_npy  # old name, still imported by callers being moved to aging.io
-
-
 # ---------------------------------------------------------------------------------------------
 # The `aging synth` stage: a whole dataset, or none
 # ---------------------------------------------------------------------------------------------

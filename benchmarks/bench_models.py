@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import write_json
+
 CASES = ("every-model", "offset-first-all-dims", "offset-all-pairs")
 
 
@@ -36,9 +38,9 @@ def _peak_rss_mb() -> float:
 def run_case(name: str) -> dict:
     import numpy as np
 
-    from aging.evaluate import pair_errors
     from aging.latents import make_pairs
     from aging.models import make_model
+    from aging.scoring import pair_errors
     from aging.synthetic import SynthConfig, generate
 
     photos = 600 if name == "offset-all-pairs" else 200
@@ -50,7 +52,7 @@ def run_case(name: str) -> dict:
 
         from aging.experiments import load_experiment, run_experiment
 
-        exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "experiments" / "demo.toml")
+        exp = load_experiment("demo")  # the bundled experiment of `aging demo`
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             rows = run_experiment(ds, exp, Path(tmp), progress=False, echo=lambda s: None)
@@ -106,10 +108,7 @@ def main() -> None:
         if case == "every-model":
             for k, v in res["runs"].items():
                 print(f"    {k:<30} fit {v:.2f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, {"machine": machine, "results": results})
 
 
 if __name__ == "__main__":

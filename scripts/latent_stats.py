@@ -10,15 +10,15 @@ encoding noise dominates; near 1: the sequence is temporally consistent).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from aging import io
 from aging.ages import DAYS_PER_YEAR
-from aging.evaluate import explained_variance, lag1_autocorrelation
 from aging.latents import LatentDataset, LatentDatasetError
+from aging.scoring import explained_variance, lag1_autocorrelation
 
 
 def describe(ds: LatentDataset) -> list[dict]:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         print(f"{r['subject']:<16}{r['photos']:>7}{r['first_age_years']:>8.1f}-{r['last_age_years']:<7.1f}"
               f"{r['days_per_photo'] or 0:>9.1f}{100 * r['trend_explained']:>9.2f}{r['residual_lag1']:>8.3f}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        io.write_json(args.json, rows)
     return 0
 
 

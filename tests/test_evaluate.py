@@ -11,11 +11,11 @@ from PIL import Image
 
 import aging
 from aging import io
-from aging.evaluate import check_anchors, evaluate, line_distances, linearity
 from aging.experiments import (ExperimentError, RunConfig, bundled_dir, find_experiment, load_experiment,
                                run_config, run_experiment)
-from aging.latents import LatentDataset, make_splits
+from aging.latents import EvalProtocol, LatentDataset, make_splits
 from aging.models import make_model
+from aging.scoring import check_anchors, fit_and_score, line_distances, linearity
 from tests.harness import snapshot, working_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def check_error_csv(run_dir: Path, metrics: dict) -> None:
 
 
 def test_metrics_carry_the_contract_names(small_ds):
-    res = evaluate(small_ds, lambda: make_model("offset", select="linear", dims=20), split="future")
+    res = fit_and_score(small_ds, lambda: make_model("offset", select="linear", dims=20), EvalProtocol(split="future"))
     m = res.metrics
     for key in ("model", "params", "pairs", "split", "train_mse", "test_mse", "baselines"):
         assert key in m
@@ -87,7 +87,7 @@ def test_metrics_carry_the_contract_names(small_ds):
 
 
 def test_external_split_has_no_mean_baseline_and_refits(small_ds):
-    res = evaluate(small_ds, lambda: make_model("direction"), split="external")
+    res = fit_and_score(small_ds, lambda: make_model("direction"), EvalProtocol(split="external"))
     m = res.metrics
     assert m["baselines"]["mean"]["test_mse"] is None
     assert m["baselines"]["mean"]["train_mse"] is not None
@@ -96,7 +96,7 @@ def test_external_split_has_no_mean_baseline_and_refits(small_ds):
 
 
 def test_errors_by_target_age_add_up(small_ds):
-    res = evaluate(small_ds, lambda: make_model("interp"), split="internal", pairs="all")
+    res = fit_and_score(small_ds, lambda: make_model("interp"), EvalProtocol(split="internal", pairs="all"))
     rows = res.test.by_target_age()
     assert sum(r["pairs"] for r in rows) == res.metrics["n_test_pairs"]
     pooled = sum(r["model"] * r["pairs"] for r in rows) / res.metrics["n_test_pairs"]

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from aging.evaluate import evaluate, pair_errors
-from aging.latents import make_pairs, make_splits
+from aging.latents import EvalProtocol, make_pairs, make_splits
 from aging.models import REGISTRY, ModelError, load_model, make_model, select_components
 from aging.models.regression import OffsetRegression, pair_statistics, solve
+from aging.scoring import fit_and_score, pair_errors
 from aging.synthetic import generate
 from tests.conftest import small_config
 
@@ -152,7 +152,7 @@ def test_regressions_beat_the_start_baseline_on_future_split(name):
     params = {"offset": dict(select="linear", dims=100), "ridge": dict(select="linear", dims=100, cv=3),
               "mlp": dict(hidden=64, dims=100, epochs=60, lr=0.003)}.get(name, {})
     pairs = "random" if name == "mlp" else "first"
-    res = evaluate(ds, lambda: make_model(name, **params), pairs=pairs, split="future", n_pairs=3000)
+    res = fit_and_score(ds, lambda: make_model(name, **params), EvalProtocol(pairs=pairs, split="future", n_pairs=3000))
     m = res.metrics
     assert m["test_mse"] < m["baselines"]["start"]["test_mse"], m
     assert m["baselines"]["truth"]["test_mse"] < m["test_mse"]  # nobody beats the noise floor

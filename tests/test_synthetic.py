@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from aging.latents import LatentDataset, LatentDatasetError
-from aging.evaluate import explained_variance, lag1_autocorrelation
+from aging.scoring import explained_variance, lag1_autocorrelation
 from aging.synthetic import SynthConfig, generate
 from tests.conftest import small_config
 

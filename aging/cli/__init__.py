@@ -1,6 +1,8 @@
-"""The ``aging`` command-line interface: one click group, one module per stage.
+"""The ``aging`` command-line interface: one click group, one module per verb (or group of verbs):
+fetch, encode, synth, train, evaluate, demo, weights, render (render, mix, morph).
 
-Each stage module imports only click at import time; heavy libraries (torch, sklearn,
+At import time a verb's module imports click and the light modules its options take their
+defaults from (options objects, the model registry); heavy libraries (torch, sklearn,
 matplotlib, dlib, ...) are imported inside the command that needs them, so ``aging --help``
 is instant.
 """
@@ -17,20 +19,15 @@ class AgingGroup(click.Group):
     printed as one line with exit status 1; any other exception is a bug and keeps its traceback."""
 
     def invoke(self, ctx):
-        from aging.cli.common import usage_line
+        from aging.cli.common import usage_line, user_error
         from aging.errors import AgingError
 
         try:
             return super().invoke(ctx)
         except AgingError as exc:
-            raise click.ClickException(one_line(exc)) from None
+            raise user_error(exc) from None
         except click.UsageError as exc:  # a verb's bad option value: one line too, exit status 2
             raise usage_line(exc) from None
-
-
-def one_line(exc: BaseException) -> str:
-    msg = str(exc).strip() or type(exc).__name__
-    return msg.splitlines()[0]
 
 
 @click.group(cls=AgingGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -55,9 +52,9 @@ def main():
 
 
 def _register() -> None:
-    from aging.cli import encode, fetch, models, render, weights
+    from aging.cli import demo, encode, evaluate, fetch, render, synth, train, weights
 
-    for module in (fetch, encode, models, weights, render):
+    for module in (fetch, encode, synth, train, evaluate, demo, weights, render):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

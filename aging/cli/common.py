@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -59,8 +60,19 @@ class FiniteFloat(click.FloatRange):
 
 
 AGE = AgeType()
-AGE_RANGE = AgeRangeType()
 FRAME_AGES = AgeRangeType(max_count=MAX_FRAMES)
+SEED = click.IntRange(0, 2**32 - 1)
+SUBJECTS = click.IntRange(1, 1000)
+PHOTOS = click.IntRange(2, 100_000)
+
+#: ``@quiet_option``: the ``-q/--quiet`` flag of a verb that shows progress bars
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+
+
+def pop_fields(options: dict, cls) -> dict:
+    """Remove from a verb's ``**options`` the entries named like a field of the dataclass ``cls``
+    and return them (``cls(**pop_fields(options, cls))`` builds the verb's options object)."""
+    return {f.name: options.pop(f.name) for f in dataclasses.fields(cls) if f.name in options}
 
 
 class UsageLine(click.ClickException):
@@ -94,8 +106,9 @@ def usage_line(exc: click.UsageError) -> UsageLine:
 
 def user_error(exc: BaseException) -> click.ClickException:
     """Turn an expected error (bad file, bad shape, ...) into a one-line ClickException."""
-    msg = str(exc).strip() or exc.__class__.__name__
-    return click.ClickException(msg.splitlines()[0])
+    from aging.errors import one_line
+
+    return click.ClickException(one_line(exc))
 
 
 def write_options(out_dir: Path, options: dict) -> bool:

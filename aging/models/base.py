@@ -35,12 +35,18 @@ from aging.errors import AgingError, FileFormatError
 REGISTRY: dict[str, type["AgeModel"]] = {}
 FORMAT = "aging-model/1"
 
-#: kept for the modules that import the JSON sanitiser from here (aging.evaluate)
-_jsonable = aio.to_jsonable
-
 
 class ModelError(AgingError, ValueError):
-    """Bad model input: wrong latent shape, unknown parameter or value, unfitted model, bad file."""
+    """Bad model input: wrong latent shape, unknown parameter or value, unfitted model, bad file.
+
+    ``unknown`` says what a name check refused: ``"model"`` (an unknown model name) or the
+    unknown parameter's name; ``None`` for every other error. The CLI names the option at fault
+    from it.
+    """
+
+    def __init__(self, message: str, *, unknown: str | None = None):
+        super().__init__(message)
+        self.unknown = unknown
 
 
 def register(cls: type["AgeModel"]) -> type["AgeModel"]:
@@ -148,19 +154,12 @@ class AgeModel(abc.ABC):
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
-    @classmethod
-    def param_help(cls) -> dict[str, str]:
-        """``{name: what it accepts}`` for every hyper-parameter (for help texts)."""
-        return {k: cls._params[k].describe() if k in cls._params else "any value" for k in cls.param_names()}
-
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self.param_names()}
 
     def set_params(self, **params) -> "AgeModel":
+        check_param_names(type(self), params)
         for k, v in params.items():
-            if k not in self.param_names():
-                raise ModelError(f"unknown parameter {k!r} for model {self.name} "
-                                 f"(known: {', '.join(self.param_names())})")
             setattr(self, k, v)
         return self
 
@@ -184,8 +183,9 @@ class AgeModel(abc.ABC):
 
     # -- fitting / predicting ----------------------------------------------------------------
     @abc.abstractmethod
-    def fit(self, pairs) -> "AgeModel":
-        """Learn from a :class:`~aging.latents.PairSet`; return ``self``."""
+    def fit(self, pairs, *, progress: bool = False) -> "AgeModel":
+        """Learn from a :class:`~aging.latents.PairSet`; return ``self``. ``progress``: show a
+        progress bar where fitting takes long (the network model)."""
 
     @abc.abstractmethod
     def _predict_flat(self, start: np.ndarray, start_age: float, target_ages: np.ndarray) -> np.ndarray:
@@ -277,21 +277,31 @@ def load_model(directory: str | Path) -> AgeModel:
     if directory.is_file() and directory.suffix == ".json":
         directory = directory.parent
     meta_path = directory / "model.json"
-    npz_path = directory / "model.npz"
     if not meta_path.is_file():
         raise ModelError(f"{directory}: no model.json (not a saved model or run directory)")
+    model = _described_model(meta_path, _read_model_file(aio.read_json, meta_path, "model description"))
+    _load_state(model, directory / "model.npz", meta_path.name)
+    return model
+
+
+def _read_model_file(read, path: Path, what: str):
+    """``read(path, what=what)`` (an :mod:`aging.io` reader), its file problems as a :class:`ModelError`."""
     try:
-        meta = aio.read_json(meta_path, what="model description")
+        return read(path, what=what)
     except FileFormatError as exc:
         raise ModelError(str(exc)) from None
+
+
+def _described_model(meta_path: Path, meta) -> AgeModel:
+    """The model a ``model.json`` describes: made with its parameters, its latent shape set."""
     if not isinstance(meta, Mapping):
         raise ModelError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise ModelError(f"{meta_path}: unknown model format {_short(meta.get('format'))} (expected {FORMAT})")
-    name = meta.get("model")
-    cls = REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ModelError(f"{meta_path}: unknown model {_short(name)} (known: {', '.join(sorted(REGISTRY))})")
+    try:
+        cls = model_class(meta.get("model"))
+    except ModelError as exc:
+        raise ModelError(f"{meta_path}: {exc}") from None
     params = meta.get("params", {})
     if not isinstance(params, Mapping):
         raise ModelError(f"{meta_path}: 'params' must be an object, got {_short(params)}")
@@ -299,40 +309,53 @@ def load_model(directory: str | Path) -> AgeModel:
     if not (isinstance(shape, list) and shape and all(_is_int(s) and s >= 1 for s in shape)):
         raise ModelError(f"{meta_path}: 'latent_shape' must be a list of positive whole numbers, got {_short(shape)}")
     try:
-        model = make_model(name, **_from_json_params(cls, dict(params)))
+        model = make_model(cls.name, **_from_json_params(cls, dict(params)))
     except ModelError as exc:
         raise ModelError(f"{meta_path}: {exc}") from None
-    try:
-        arrays = aio.read_npz(npz_path, what="model archive")
-    except FileFormatError as exc:
-        raise ModelError(str(exc)) from None
-    arrays = cls._upgrade_state(arrays)
-    missing = [k for k in cls._state_arrays if k not in arrays]
-    if missing:
-        raise ModelError(f"{npz_path}: missing arrays {', '.join(missing)} (not saved by model {name}?)")
     model.latent_shape_ = tuple(int(s) for s in shape)
+    return model
+
+
+def _load_state(model: AgeModel, npz_path: Path, described_by: str) -> None:
+    """Set the learned arrays of ``model`` from its ``model.npz``, checked against its description."""
+    arrays = type(model)._upgrade_state(_read_model_file(aio.read_npz, npz_path, "model archive"))
+    missing = [k for k in model._state_arrays if k not in arrays]
+    if missing:
+        raise ModelError(f"{npz_path}: missing arrays {', '.join(missing)} (not saved by model {model.name}?)")
     try:
         model._set_state(arrays)
         problem = model._check_state()
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
         problem = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     if problem:
-        raise ModelError(f"{npz_path}: {problem} (the archive does not match {meta_path.name})")
-    return model
+        raise ModelError(f"{npz_path}: {problem} (the archive does not match {described_by})")
+
+
+def model_class(name: str) -> type[AgeModel]:
+    """The registered model class of ``name``; an unknown name is a :class:`ModelError`."""
+    cls = REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ModelError(f"unknown model {_short(name)} (known: {', '.join(sorted(REGISTRY))})", unknown="model")
+    return cls
 
 
 def make_model(name: str, **params) -> AgeModel:
-    """Instantiate a registered model by name, validating the parameter names and values."""
-    cls = REGISTRY.get(name)
-    if cls is None:
-        raise ModelError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})")
-    unknown = [k for k in params if k not in cls.param_names()]
-    if unknown:
-        raise ModelError(f"unknown parameter {unknown[0]!r} for model {name} "
-                         f"(known: {', '.join(cls.param_names())})")
+    """Instantiate a registered model by name, validating the parameter names and values: the one
+    place a model name and its parameters are checked (the CLI and the experiments call it)."""
+    cls = model_class(name)
+    check_param_names(cls, params)
     model = cls(**params)
     model.validate_params()
     return model
+
+
+def check_param_names(cls: type[AgeModel], params: Mapping) -> None:
+    """Refuse a parameter ``cls`` does not have (a :class:`ModelError` naming it and the known ones)."""
+    known = cls.param_names()
+    for key in params:
+        if key not in known:
+            raise ModelError(f"unknown parameter {key!r} for model {cls.name} (known: {', '.join(known) or 'none'})",
+                             unknown=key)
 
 
 def _from_json_params(cls, params: dict) -> dict:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from aging.ages import DAYS_PER_YEAR
 from aging.errors import FileFormatError
 from aging.io import read_latent
 from aging.models.base import AgeModel, ModelError, Param, check_array, register
@@ -63,7 +62,7 @@ class AgeDirection(AgeModel):
             raise ModelError(f"{path}: direction is zero")
         return d
 
-    def fit(self, pairs):
+    def fit(self, pairs, *, progress=False):
         self._begin_fit(pairs)
         ds = pairs.dataset
         if self.direction is None:
@@ -89,8 +88,3 @@ class AgeDirection(AgeModel):
     def _predict_flat(self, start, start_age, target_ages):
         dt = (target_ages - start_age)[:, None]
         return start[None, :].astype(np.float64) + dt * float(self.scale_) * self.direction_[None, :]
-
-    @property
-    def rate_per_year(self) -> float:
-        self.check_fitted()
-        return float(self.scale_) * DAYS_PER_YEAR

@@ -45,7 +45,7 @@ class TwoPointInterpolation(AgeModel):
         self.select = select
         self.dims = dims
 
-    def fit(self, pairs):
+    def fit(self, pairs, *, progress=False):
         self._begin_fit(pairs)
         ds = pairs.dataset
         k = int(self.k)

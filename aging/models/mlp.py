@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-import re
-
+from aging.devices import DeviceError, check_device_name, resolve_device
 from aging.models.base import AgeModel, ModelError, Param, _short, check_array, check_indices, register
 from aging.models.components import SELECTIONS, select_components
+from aging.progress import progress_bar
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
-_DEVICE = re.compile(r"^(cpu|auto|cuda(:[0-9]+)?)$")
 
 
 def _build_net(n_in: int, hidden: int, n_out: int, activation: str):
@@ -25,12 +24,13 @@ def _build_net(n_in: int, hidden: int, n_out: int, activation: str):
     )
 
 
-def _device(name: str):
+def _val_loss(net, xv, yv) -> float:
+    """Mean squared error of ``net`` on the validation batch (no gradients)."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    net.eval()
+    with torch.no_grad():
+        return float(torch.mean((net(xv) - yv) ** 2))
 
 
 @register
@@ -84,6 +84,11 @@ class MLPModel(AgeModel):
     def __init__(self, hidden=256, activation="tanh", lr=0.01, l1=0.0, l2=0.0, features="linear",
                  dims=512, output="offset", epochs=200, batch_size=128, patience=15,
                  val_fraction=0.1, random_state=0, device="cpu"):
+        """Store the hyper-parameters as given (see the class docstring); ``fit`` validates them.
+
+        Long: a scikit-learn estimator takes each hyper-parameter as a constructor argument, so
+        that ``get_params``, ``make_model(name, **params)`` and saved models see them by name.
+        """
         self.hidden = hidden
         self.activation = activation
         self.lr = lr
@@ -101,9 +106,11 @@ class MLPModel(AgeModel):
 
     # -- helpers -------------------------------------------------------------------------------
     def _check_params(self):
-        if not (isinstance(self.device, str) and _DEVICE.match(self.device)):
+        try:
+            check_device_name(self.device)
+        except DeviceError:
             raise ModelError(f"model mlp: parameter device must be one of cpu, cuda, cuda:N, auto, "
-                             f"got {_short(self.device)}")
+                             f"got {_short(self.device)}") from None
 
     def _inputs(self, lat_sel, a_s, a_t):
         """Standardised network inputs ``[B, n + 2]`` (numpy)."""
@@ -111,16 +118,18 @@ class MLPModel(AgeModel):
         ages = (np.stack([a_s, a_t], axis=1) - self.ages_[0]) / self.ages_[1]
         return np.concatenate([x, ages], axis=1).astype(np.float32)
 
-    # -- fit -----------------------------------------------------------------------------------
-    def fit(self, pairs):
+    def _torch_device(self):
         import torch
-        from tqdm.auto import tqdm
 
-        self._begin_fit(pairs)
+        try:
+            return torch.device(resolve_device(self.device, "model mlp: parameter device"))
+        except DeviceError as exc:
+            raise ModelError(f"{exc} (use device=cpu or device=auto)") from None
+
+    def _standardise(self, pairs) -> tuple[np.ndarray, np.ndarray]:
+        """Select the components and learn the input and output scalings from the training pairs.
+        Returns the selected latents of every photo ``[N, n]`` and the raw outputs ``[P, n]``."""
         ds = pairs.dataset
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"model mlp: parameter device is {self.device!r} but CUDA is not available "
-                             f"(use device=cpu or device=auto)")
         try:
             comps = select_components(pairs, None if self.features == "all" else self.features,
                                       None if self.features == "all" else self.dims)
@@ -133,20 +142,19 @@ class MLPModel(AgeModel):
         self.x_scale_ = np.maximum(lat[seen].std(0), 1e-6).astype(np.float32)
         ages = ds.ages.astype(np.float64)
         self.ages_ = np.array([ages[seen].mean(), max(ages[seen].std(), 1.0)])
-        if self.output == "offset":
-            y_all = lat[pairs.target] - lat[pairs.start]
-        else:
-            y_all = lat[pairs.target]
+        y_all = lat[pairs.target] - lat[pairs.start] if self.output == "offset" else lat[pairs.target]
         self.y_mean_ = y_all.mean(0).astype(np.float32)
         self.y_scale_ = np.maximum(y_all.std(0), 1e-6).astype(np.float32)
+        return lat, y_all
 
-        rng = np.random.default_rng(self.random_state)
-        order = rng.permutation(len(pairs))
-        n_val = int(round(float(self.val_fraction) * len(pairs))) if len(pairs) >= 10 else 0
-        val_idx, tr_idx = order[:n_val], order[n_val:]
+    # -- fit -----------------------------------------------------------------------------------
+    def fit(self, pairs, *, progress=False):
+        import torch
 
-        dev = _device(self.device)
-        lat32 = lat.astype(np.float32)
+        self._begin_fit(pairs)
+        dev = self._torch_device()
+        lat, y_all = self._standardise(pairs)
+        lat32, ages = lat.astype(np.float32), pairs.dataset.ages.astype(np.float64)
 
         def batch(idx):
             s, t = pairs.start[idx], pairs.target[idx]
@@ -154,37 +162,29 @@ class MLPModel(AgeModel):
             y = ((y_all[idx] - self.y_mean_) / self.y_scale_).astype(np.float32)
             return torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
 
+        rng = np.random.default_rng(self.random_state)
+        order = rng.permutation(len(pairs))
+        n_val = int(round(float(self.val_fraction) * len(pairs))) if len(pairs) >= 10 else 0
+        n = len(self.comps_)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
-            net = _build_net(len(comps) + 2, int(self.hidden), len(comps), self.activation).to(dev)
+            net = _build_net(n + 2, int(self.hidden), n, self.activation).to(dev)
+        history = self._train(net, batch, order[n_val:], batch(order[:n_val]) if n_val else None, rng, progress)
+        self.history_ = np.asarray(history, dtype=np.float64)  # [epochs, 2] train / val loss
+        self._net = net.cpu().eval()
+        return self
+
+    def _train(self, net, batch, tr_idx, val, rng, progress: bool) -> list[tuple[float, float]]:
+        """Adam with early stopping on the validation batch ``val`` (``None``: on the training
+        loss); ``net`` ends with its best weights. Returns the ``(train, val)`` loss per epoch."""
+        import torch
+
         opt = torch.optim.Adam(net.parameters(), lr=float(self.lr))
-        weights = [m.weight for m in net if isinstance(m, torch.nn.Linear)]
-        xv, yv = batch(val_idx) if n_val else (None, None)
         best, best_state, since, history = np.inf, None, 0, []
-        bar = tqdm(range(int(self.epochs)), desc="mlp", leave=False, disable=None)
+        bar = progress_bar(range(int(self.epochs)), desc="mlp", quiet=not progress)
         for _epoch in bar:
-            net.train()
-            perm = rng.permutation(tr_idx)
-            total = 0.0
-            for i in range(0, len(perm), int(self.batch_size)):
-                xb, yb = batch(perm[i:i + int(self.batch_size)])
-                loss = torch.mean((net(xb) - yb) ** 2)
-                penalty = 0.0
-                if self.l2:
-                    penalty = penalty + float(self.l2) * sum((w**2).sum() for w in weights)
-                if self.l1:
-                    penalty = penalty + float(self.l1) * sum(w.abs().sum() for w in weights)
-                opt.zero_grad(set_to_none=True)
-                (loss + penalty).backward()
-                opt.step()
-                total += loss.item() * len(xb)
-            train_loss = total / max(len(perm), 1)
-            if n_val:
-                net.eval()
-                with torch.no_grad():
-                    val_loss = float(torch.mean((net(xv) - yv) ** 2))
-            else:
-                val_loss = train_loss
+            train_loss = self._epoch(net, opt, batch, rng.permutation(tr_idx))
+            val_loss = _val_loss(net, *val) if val is not None else train_loss
             history.append((train_loss, val_loss))
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
             if val_loss < best - 1e-6:
@@ -197,9 +197,28 @@ class MLPModel(AgeModel):
         bar.close()
         if best_state is not None:
             net.load_state_dict(best_state)
-        self.history_ = np.asarray(history, dtype=np.float64)  # [epochs, 2] train / val loss
-        self._net = net.cpu().eval()
-        return self
+        return history
+
+    def _epoch(self, net, opt, batch, perm) -> float:
+        """One pass over the training pairs ``perm`` in mini-batches; the mean training loss."""
+        import torch
+
+        net.train()
+        weights = [m.weight for m in net if isinstance(m, torch.nn.Linear)]
+        total, size = 0.0, int(self.batch_size)
+        for i in range(0, len(perm), size):
+            xb, yb = batch(perm[i:i + size])
+            loss = torch.mean((net(xb) - yb) ** 2)
+            penalty = 0.0
+            if self.l2:
+                penalty = penalty + float(self.l2) * sum((w**2).sum() for w in weights)
+            if self.l1:
+                penalty = penalty + float(self.l1) * sum(w.abs().sum() for w in weights)
+            opt.zero_grad(set_to_none=True)
+            (loss + penalty).backward()
+            opt.step()
+            total += loss.item() * len(xb)
+        return total / max(len(perm), 1)
 
     # -- predict / persistence -----------------------------------------------------------------
     def _predict_flat(self, start, start_age, target_ages):

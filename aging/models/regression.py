@@ -189,7 +189,7 @@ class _PairRegression(AgeModel):
         """The penalty, and the statistics of all pairs when computing it produced them."""
         return 0.0, None
 
-    def fit(self, pairs):
+    def fit(self, pairs, *, progress=False):
         self._begin_fit(pairs)
         ds = pairs.dataset
         in_comps, out_comps = self._components(pairs)

@@ -1,4 +1,4 @@
-"""Measuring age models: errors per pair and per target age, trivial baselines, folds, linearity.
+"""Scoring age models: errors per pair and per target age, trivial baselines, folds, linearity.
 
 Every error is the study's metric, the mean squared error per latent component. Beside each
 model three references are reported on the same pairs:
@@ -13,12 +13,15 @@ model three references are reported on the same pairs:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from aging import io
 from aging.ages import DAYS_PER_YEAR
-from aging.latents import Fold, LatentDataset, PairSet, make_splits
+from aging.latents import EvalProtocol, Fold, LatentDataset, LatentDatasetError, PairSet
+from aging.progress import progress_bar
 
 REFERENCES = ("start", "mean", "truth")
 
@@ -88,7 +91,8 @@ def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = Non
 
     Pairs are grouped by start photo, so that ``model.predict`` runs once per start with all its
     target ages; the references need no prediction: ``|start - target|^2`` comes from dot
-    products, and the ``mean`` and ``truth`` errors depend on the target photo alone.
+    products, and the ``mean`` and ``truth`` errors depend on the target photo alone. A progress
+    bar (``progress``) is shown only for large pair sets.
     """
     ds = pairs.dataset
     lat = ds.latents_flat  # [N, D] float32
@@ -96,11 +100,9 @@ def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = Non
     sq = np.einsum("ij,ij->i", lat, lat, dtype=np.float64)  # [N] |l|^2
     err = np.empty(len(pairs))
     ref_start = np.empty(len(pairs))
-    from tqdm.auto import tqdm
-
     starts, groups = pairs.by_start()
-    bar = tqdm(zip(starts, groups), total=len(starts), desc=desc, unit="start", leave=False,
-               disable=None if progress and len(pairs) > 20000 else True)
+    bar = progress_bar(zip(starts, groups), total=len(starts), desc=desc, unit="start",
+                       quiet=not progress or len(pairs) <= 20000)
     for s, idx in bar:
         targets = pairs.target[idx]
         truth = lat[targets]  # [T, D]
@@ -108,24 +110,48 @@ def pair_errors(model, pairs: PairSet, means: dict[int, np.ndarray] | None = Non
         pred -= truth
         err[idx] = np.einsum("ij,ij->i", pred, pred, dtype=np.float64) / dim
         ref_start[idx] = (sq[s] + sq[targets] - 2.0 * (truth @ lat[s]).astype(np.float64)) / dim
-    ref_mean = None
-    if means is not None:
-        per_photo = np.full(ds.num_photos, np.nan)
-        for k, m in means.items():
-            ph = ds.photos_of(k)
-            per_photo[ph] = np.mean((lat[ph] - m[None, :]) ** 2, axis=1)
-        ref_mean = per_photo[pairs.target]
-        if np.isnan(ref_mean).any():
-            ref_mean = None  # undefined for subjects without training photos
-    ref_truth = None
-    if ds.clean_flat is not None:
-        ref_truth = np.mean((ds.clean_flat.astype(np.float64) - lat) ** 2, axis=1)[pairs.target]
-    return PairErrors(ds.ages[pairs.start], ds.ages[pairs.target], ds.subject_of[pairs.start], err,
-                      {"start": np.maximum(ref_start, 0.0), "mean": ref_mean, "truth": ref_truth})
+    refs = {"start": np.maximum(ref_start, 0.0), "mean": _mean_errors(pairs, means), "truth": _truth_errors(pairs)}
+    return PairErrors(ds.ages[pairs.start], ds.ages[pairs.target], ds.subject_of[pairs.start], err, refs)
+
+
+def _mean_errors(pairs: PairSet, means: dict[int, np.ndarray] | None) -> np.ndarray | None:
+    """Per pair, the error of predicting the subject's mean latent (None where a subject has none)."""
+    if means is None:
+        return None
+    ds = pairs.dataset
+    per_photo = np.full(ds.num_photos, np.nan)
+    for k, m in means.items():
+        ph = ds.photos_of(k)
+        per_photo[ph] = np.mean((ds.latents_flat[ph] - m[None, :]) ** 2, axis=1)
+    ref = per_photo[pairs.target]
+    return None if np.isnan(ref).any() else ref  # undefined for subjects without training photos
+
+
+def _truth_errors(pairs: PairSet) -> np.ndarray | None:
+    """Per pair, the error of the noise-free target latent (synthetic data only)."""
+    ds = pairs.dataset
+    if ds.clean_flat is None:
+        return None
+    return np.mean((ds.clean_flat.astype(np.float64) - ds.latents_flat) ** 2, axis=1)[pairs.target]
 
 
 @dataclass
-class EvalResult:
+class FoldScore:
+    """A model fitted on one fold's training pairs, its errors, and the time each took."""
+
+    model: object
+    train: PairErrors
+    test: PairErrors
+    fit_seconds: float
+    eval_seconds: float
+
+    def row(self, fold: Fold) -> dict:
+        return {"holdout": fold.holdout, "n_train_pairs": len(fold.train), "n_test_pairs": len(fold.test),
+                "train": self.train.summary(), "test": self.test.summary()}
+
+
+@dataclass
+class ScoreResult:
     """Everything one model configuration produced on one dataset."""
 
     model: object  # the model to keep (see ``final_model`` in ``metrics``)
@@ -134,90 +160,61 @@ class EvalResult:
     test: PairErrors
 
 
-def evaluate(
-    dataset: LatentDataset,
-    make: callable,
-    *,
-    pairs: str = "first",
-    split: str = "internal",
-    seed: int = 0,
-    n_pairs: int = 6100,
-    min_gap: int = 0,
-    holdout: str | None = None,
-    test_fraction: float = 0.2,
-    progress: bool = False,
-) -> EvalResult:
-    """Fit a fresh model (``make()``) on each fold's training pairs and measure it.
+def score_fold(fold: Fold, make: Callable[[], object], *, progress: bool = False) -> FoldScore:
+    """Fit a fresh model (``make()``) on the fold's training pairs and measure it on both sets."""
+    t0 = time.perf_counter()
+    model = make().fit(fold.train, progress=progress)
+    t1 = time.perf_counter()
+    means = subject_means(fold.train)
+    train = pair_errors(model, fold.train, means, progress=progress, desc="train errors")
+    test = pair_errors(model, fold.test, means, progress=progress, desc="test errors")
+    return FoldScore(model, train, test, t1 - t0, time.perf_counter() - t1)
 
-    For ``internal`` and ``future`` there is one fold and its model is kept. For ``external``
-    every subject is held out in turn (or only ``holdout``); errors are pooled over the folds and
-    the kept model is refitted on the pairs of all subjects.
+
+def fit_and_score(dataset: LatentDataset, make: Callable[[], object], protocol: EvalProtocol = EvalProtocol(), *,
+                  progress: bool = False) -> ScoreResult:
+    """Fit a fresh model (``make()``) on each fold's training pairs of ``protocol`` and measure it.
+
+    For ``internal`` and ``future`` splits there is one fold and its model is kept. For
+    ``external`` every subject is held out in turn (or only ``protocol.holdout``); errors are
+    pooled over the folds and the kept model is refitted on the pairs of all subjects.
     """
-    from tqdm.auto import tqdm
-
-    folds: list[Fold] = make_splits(dataset, split, pairs, test_fraction=test_fraction, holdout=holdout,
-                                    n_pairs=n_pairs, min_gap=min_gap, seed=seed)
-    trains, tests, fold_rows, model = [], [], [], None
-    fit_seconds = eval_seconds = 0.0
-    for fold in tqdm(folds, desc="folds", leave=False, disable=not progress or len(folds) == 1):
-        t0 = time.perf_counter()
-        model = make().fit(fold.train)
-        t1 = time.perf_counter()
-        means = subject_means(fold.train)
-        tr = pair_errors(model, fold.train, means, progress=progress, desc="train errors")
-        te = pair_errors(model, fold.test, means, progress=progress, desc="test errors")
-        t2 = time.perf_counter()
-        fit_seconds += t1 - t0
-        eval_seconds += t2 - t1
-        trains.append(tr)
-        tests.append(te)
-        fold_rows.append({
-            "holdout": fold.holdout,
-            "n_train_pairs": len(fold.train),
-            "n_test_pairs": len(fold.test),
-            "train": tr.summary(),
-            "test": te.summary(),
-        })
+    folds = protocol.folds(dataset)
+    scores = [score_fold(fold, make, progress=progress)
+              for fold in progress_bar(folds, desc="folds", quiet=not progress or len(folds) == 1)]
+    model, refit_seconds = scores[-1].model, 0.0
     final = "fold model (fit on the training pairs)"
-    if split == "external":
-        from aging.latents import make_pairs
-
-        everything = make_pairs(dataset, pairs, n_pairs=n_pairs, min_gap=min_gap, seed=seed)
+    if protocol.split == "external":
         t0 = time.perf_counter()
-        model = make().fit(everything)
-        fit_seconds += time.perf_counter() - t0
+        model = make().fit(protocol.every_pair(dataset), progress=progress)
+        refit_seconds = time.perf_counter() - t0
         final = "refit on the pairs of all subjects (errors are from the leave-one-subject-out folds)"
-    train, test = PairErrors.concat(trains), PairErrors.concat(tests)
+    train = PairErrors.concat([s.train for s in scores])
+    test = PairErrors.concat([s.test for s in scores])
     tr_sum, te_sum = train.summary(), test.summary()
     metrics = {
         "model": model.name,
-        "params": _jsonable(model.get_params()),
-        "pairs": pairs,
-        "split": split,
-        "seed": seed,
-        "n_pairs": n_pairs if pairs == "random" else None,
-        "min_gap": min_gap,
-        "holdout": holdout,
+        "params": io.to_jsonable(model.get_params()),
+        "pairs": protocol.pairs,
+        "split": protocol.split,
+        "seed": protocol.seed,
+        "n_pairs": protocol.n_pairs if protocol.pairs == "random" else None,
+        "min_gap": protocol.min_gap,
+        "holdout": protocol.holdout,
         "n_train_pairs": int(len(train.model)),
         "n_test_pairs": int(len(test.model)),
         "train_mse": tr_sum["mse"],
         "test_mse": te_sum["mse"],
         "baselines": {name: {"train_mse": tr_sum[name], "test_mse": te_sum[name]} for name in REFERENCES},
-        "folds": fold_rows,
-        "fit_seconds": round(fit_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
+        "folds": [s.row(fold) for s, fold in zip(scores, folds)],
+        "fit_seconds": round(sum(s.fit_seconds for s in scores) + refit_seconds, 3),
+        "eval_seconds": round(sum(s.eval_seconds for s in scores), 3),
         "final_model": final,
         "latent_shape": list(dataset.latent_shape),
         "subjects": dataset.names,
         "dataset": str(dataset.root) if dataset.root else None,
     }
-    return EvalResult(model, metrics, train, test)
-
-
-def _jsonable(obj):
-    from aging.models.base import _jsonable as j
-
-    return j(obj)
+    return ScoreResult(model, metrics, train, test)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,34 +222,32 @@ def _jsonable(obj):
 # ---------------------------------------------------------------------------------------------
 
 
+def _trend_residuals(ds: LatentDataset, min_photos: int):
+    """Per subject of at least ``min_photos`` photos: its centred latents ``[n, D]`` and their
+    residuals after a linear fit against age ``[n, D]`` (float64)."""
+    for s in ds.subjects:
+        if len(s) < min_photos:
+            continue
+        a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
+        xc = s.latents.reshape(len(s), -1).astype(np.float64)
+        xc = xc - xc.mean(0)
+        slope = a @ xc / (a @ a)
+        yield xc, xc - a[:, None] * slope[None, :]
+
+
 def explained_variance(ds: LatentDataset) -> float:
     """Fraction of the within-subject latent variance explained by a per-subject linear age fit."""
     total, resid = 0.0, 0.0
-    for s in ds.subjects:
-        if len(s) < 2:
-            continue
-        x = s.latents.reshape(len(s), -1).astype(np.float64)
-        a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
-        xc = x - x.mean(0)
-        slope = a @ xc / (a @ a)
+    for xc, r in _trend_residuals(ds, 2):
         total += float((xc**2).sum())
-        resid += float(((xc - a[:, None] * slope[None, :]) ** 2).sum())
+        resid += float((r**2).sum())
     return 1.0 - resid / total if total > 0 else float("nan")  # no variance at all: undefined
 
 
 def lag1_autocorrelation(ds: LatentDataset) -> float:
     """Mean lag-1 autocorrelation of the residuals of a per-subject linear age fit."""
-    vals = []
-    for s in ds.subjects:
-        if len(s) < 3:
-            continue
-        x = s.latents.reshape(len(s), -1).astype(np.float64)
-        a = (s.ages - s.ages.mean()) / DAYS_PER_YEAR
-        xc = x - x.mean(0)
-        r = xc - a[:, None] * (a @ xc / (a @ a))[None, :]
-        num = (r[1:] * r[:-1]).sum(0)
-        den = (r**2).sum(0)
-        vals.append(np.mean(num / np.maximum(den, 1e-12)))
+    vals = [np.mean((r[1:] * r[:-1]).sum(0) / np.maximum((r**2).sum(0), 1e-12))
+            for _, r in _trend_residuals(ds, 3)]
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -268,7 +263,7 @@ def line_distances(latents: np.ndarray, i: int, j: int) -> np.ndarray:
     n = x[j] - a
     norm = np.linalg.norm(n)
     if norm == 0:
-        raise ValueError("the two anchor latents are identical")
+        raise LatentDatasetError("the two anchor latents are identical")
     n /= norm
     ap = a[None, :] - x
     d = ap - (ap @ n)[:, None] * n[None, :]
@@ -281,11 +276,11 @@ def check_anchors(anchors: tuple[int, int], n: int, name: str = "the subject") -
     out = []
     for a in anchors:
         if not -n <= a < n:
-            raise ValueError(f"photo index {a} is out of range: {name} has {n} photos "
-                             f"(indices 0..{n - 1}, or -{n}..-1 from the end)")
+            raise LatentDatasetError(f"photo index {a} is out of range: {name} has {n} photos "
+                                     f"(indices 0..{n - 1}, or -{n}..-1 from the end)")
         out.append(a % n)
     if out[0] == out[1]:
-        raise ValueError(f"the two anchors are the same photo (index {out[0]} of {name})")
+        raise LatentDatasetError(f"the two anchors are the same photo (index {out[0]} of {name})")
     return out[0], out[1]
 
 
@@ -293,7 +288,7 @@ def linearity(dataset: LatentDataset, subject: str | int = 0, anchors: tuple[int
     """Linearity of one subject's sequence: distances from the anchor line, step variances."""
     k = dataset.index_of(subject) if isinstance(subject, str) else int(subject)
     if not 0 <= k < len(dataset.subjects):
-        raise ValueError(f"no subject #{k} (the dataset has {len(dataset.subjects)})")
+        raise LatentDatasetError(f"no subject #{k} (the dataset has {len(dataset.subjects)})")
     s = dataset.subjects[k]
     i, j = check_anchors(anchors, len(s), s.name)
     dist = line_distances(s.latents, i, j)
