@@ -86,8 +86,9 @@ def bench_cut(video: Path) -> dict:
 
 
 def bench_fetch(video: Path, out: Path, size: int) -> dict:
-    from aging.config import parse_video
-    from aging.fetch.pipeline import FetchOptions, fetch_video
+    from aging.fetch.config import parse_video
+    from aging.fetch.options import FetchOptions
+    from aging.fetch.pipeline import fetch_video
 
     cfg = parse_video({"name": "bench", "url": str(video), "start_age": "20y", "days_per_photo": 1})
     t0 = time.perf_counter()

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from aging.fetch import align as A
+from aging.fetch.align import (FACE_CROPPED, FACE_TOO_SMALL, LANDMARKS_IMPLAUSIBLE, MULTI_FACE, NO_FACE, Face, align_face,
+                               alignment_matrix, apply, check_faces, detect_faces, ffhq_quad, keypoints, stabilise)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 needs_fixtures = pytest.mark.skipif(not (FIXTURES / "faces").is_dir(), reason="../shared/fixtures absent")
@@ -34,44 +35,44 @@ KP = np.array([[380.0, 480.0], [640.0, 480.0], [410.0, 700.0], [610.0, 700.0]])
 
 
 def test_ffhq_quad_of_a_level_face():
-    q = A.ffhq_quad(KP)
+    q = ffhq_quad(KP)
     # eye midpoint (510, 480); eye-to-mouth (0, 220): centre 22 px below, half-size max(2 x 260, 1.8 x 220)
     assert np.allclose(q.center, [510, 502]) and np.allclose(q.x, [520, 0]) and q.size == 1040
     assert np.allclose(q.corners(), [[-10, -18], [-10, 1022], [1030, 1022], [1030, -18]])
-    m = A.alignment_matrix(q, 1024)
-    assert np.allclose(A.apply(m, q.corners()), [[-0.5, -0.5], [-0.5, 1023.5], [1023.5, 1023.5], [1023.5, -0.5]])
+    m = alignment_matrix(q, 1024)
+    assert np.allclose(apply(m, q.corners()), [[-0.5, -0.5], [-0.5, 1023.5], [1023.5, 1023.5], [1023.5, -0.5]])
 
 
 def test_alignment_is_equivariant_to_similarities():
     rng = np.random.default_rng(0)
-    ref = A.apply(A.alignment_matrix(A.ffhq_quad(KP), S), KP)
+    ref = apply(alignment_matrix(ffhq_quad(KP), S), KP)
     for _ in range(20):
         t = similarity(rng.uniform(0.3, 3), rng.uniform(-180, 180), rng.uniform(-500, 500, 2))
-        kp = A.apply(t, KP)
-        assert np.allclose(A.apply(A.alignment_matrix(A.ffhq_quad(kp), S), kp), ref, atol=1e-9)
+        kp = apply(t, KP)
+        assert np.allclose(apply(alignment_matrix(ffhq_quad(kp), S), kp), ref, atol=1e-9)
 
 
 def test_align_face_resamples_the_right_pixels_and_pads():
     # a frame with two marks at the "eyes", rotated and scaled, the square partly outside it
     frame = np.full((400, 600, 3), 90, np.uint8)
     t = similarity(0.45, 20, (150, -60))
-    kp = A.apply(t, KP)
+    kp = apply(t, KP)
     for p in kp[:2]:
         cv2.circle(frame, tuple(int(round(v)) for v in p), 4, (255, 255, 255), -1)
-    quad = A.ffhq_quad(kp)
+    quad = ffhq_quad(kp)
     assert quad.corners()[:, 1].min() < 0                  # needs padding above the frame
-    out = A.align_face(frame, quad, S)
+    out = align_face(frame, quad, S)
     assert out.shape == (S, S, 3) and out.dtype == np.uint8
     for img, q, size in ((out, quad, S), (None, None, None)):
         if img is None:
             # large quads are shrunk first (here by 7) and still land in the same place
             big = cv2.resize(frame, (2400, 1600), interpolation=cv2.INTER_NEAREST)
-            q, size = A.ffhq_quad(kp * 4 + 1.5), 128
-            img = A.align_face(big, q, size)
+            q, size = ffhq_quad(kp * 4 + 1.5), 128
+            img = align_face(big, q, size)
             marks = kp[:2] * 4 + 1.5
         else:
             marks = kp[:2]
-        for p in A.apply(A.alignment_matrix(q, size), marks):
+        for p in apply(alignment_matrix(q, size), marks):
             assert np.hypot(*(bright_centroid(img, p) - p)) < 0.5, "mark not where the alignment matrix says"
     # padded areas fade to the frame's median colour, not black
     assert out[:5].mean() > 60
@@ -93,22 +94,22 @@ def test_checks_of_detections_without_dlib():
     pts[48], pts[54] = [320, 410], [380, 410]
     pts[30] = [350, 360]
     pts[:17] = np.column_stack([np.linspace(260, 440, 17), np.full(17, 420)])
-    face = A.Face(box=(250, 230, 450, 450), score=1.0, landmarks=pts)
-    assert A.check_faces([face], (720, 1280)) == ("ok", "")
-    assert A.check_faces([], (720, 1280))[0] == A.NO_FACE
-    small = A.Face(box=(0, 0, 40, 40), score=1.0, landmarks=pts)
-    assert A.check_faces([small], (720, 1280), min_face_px=64)[0] == A.FACE_TOO_SMALL
-    twin = A.Face(box=(700, 230, 880, 410), score=0.5)
-    status, reason = A.check_faces([face, twin], (720, 1280))
-    assert status == A.MULTI_FACE and "2 faces" in reason
-    tiny_bystander = A.Face(box=(700, 230, 760, 290), score=0.5)
-    assert A.check_faces([face, tiny_bystander], (720, 1280))[0] == "ok"
+    face = Face(box=(250, 230, 450, 450), score=1.0, landmarks=pts)
+    assert check_faces([face], (720, 1280)) == ("ok", "")
+    assert check_faces([], (720, 1280))[0] == NO_FACE
+    small = Face(box=(0, 0, 40, 40), score=1.0, landmarks=pts)
+    assert check_faces([small], (720, 1280), min_face_px=64)[0] == FACE_TOO_SMALL
+    twin = Face(box=(700, 230, 880, 410), score=0.5)
+    status, reason = check_faces([face, twin], (720, 1280))
+    assert status == MULTI_FACE and "2 faces" in reason
+    tiny_bystander = Face(box=(700, 230, 760, 290), score=0.5)
+    assert check_faces([face, tiny_bystander], (720, 1280))[0] == "ok"
     upside = pts.copy()
     upside[48], upside[54] = [320, 200], [380, 200]
-    status, reason = A.check_faces([A.Face(box=face.box, score=1.0, landmarks=upside)], (720, 1280))
-    assert status == A.LANDMARKS_IMPLAUSIBLE and "mouth" in reason
-    status, reason = A.check_faces([face], (421, 1280))      # jaw points on the bottom edge
-    assert status == A.FACE_CROPPED and "bottom" in reason
+    status, reason = check_faces([Face(box=face.box, score=1.0, landmarks=upside)], (720, 1280))
+    assert status == LANDMARKS_IMPLAUSIBLE and "mouth" in reason
+    status, reason = check_faces([face], (421, 1280))      # jaw points on the bottom edge
+    assert status == FACE_CROPPED and "bottom" in reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,16 +135,16 @@ def test_eyes_land_in_the_same_place_whatever_the_rotation_scale_shift():
     errors = []
     for face in faces[::3]:
         frame0, m0 = place(face, 1.4, 0, (0, 0))
-        f0 = A.detect_faces(frame0)
-        assert A.check_faces(f0, frame0.shape)[0] == "ok"
-        eyes0 = A.keypoints(f0[0].landmarks)[:2]
-        where0 = A.apply(A.alignment_matrix(A.ffhq_quad(A.keypoints(f0[0].landmarks)), S), eyes0)
+        f0 = detect_faces(frame0)
+        assert check_faces(f0, frame0.shape)[0] == "ok"
+        eyes0 = keypoints(f0[0].landmarks)[:2]
+        where0 = apply(alignment_matrix(ffhq_quad(keypoints(f0[0].landmarks)), S), eyes0)
         for _ in range(3):
             frame1, m1 = place(face, rng.uniform(1.0, 1.8), rng.uniform(-25, 25), rng.uniform(-60, 60, 2))
-            eyes1 = A.apply(compose(m1, cv2.invertAffineTransform(m0)), eyes0)   # the same eyes, moved
-            f1 = A.detect_faces(frame1)
-            assert A.check_faces(f1, frame1.shape)[0] == "ok"
-            where1 = A.apply(A.alignment_matrix(A.ffhq_quad(A.keypoints(f1[0].landmarks)), S), eyes1)
+            eyes1 = apply(compose(m1, cv2.invertAffineTransform(m0)), eyes0)   # the same eyes, moved
+            f1 = detect_faces(frame1)
+            assert check_faces(f1, frame1.shape)[0] == "ok"
+            where1 = apply(alignment_matrix(ffhq_quad(keypoints(f1[0].landmarks)), S), eyes1)
             errors.append(np.hypot(*(where1 - where0).T) * 1024 / S)
     errors = np.array(errors)
     assert errors.mean() < 4.0 and errors.max() < 12.0, f"eye error at 1024 px: mean {errors.mean():.1f}, " \
@@ -155,19 +156,19 @@ def test_no_face_two_faces_and_a_cut_face_are_rejected_with_their_reason():
     faces = fixture_faces()
     rng = np.random.default_rng(0)
     empty = np.clip(np.full((360, 640, 3), BACKDROP, np.float32) + rng.normal(0, 3, (360, 640, 3)), 0, 255)
-    assert A.check_faces(A.detect_faces(empty.astype(np.uint8)), empty.shape) == (A.NO_FACE, "no face found")
+    assert check_faces(detect_faces(empty.astype(np.uint8)), empty.shape) == (NO_FACE, "no face found")
 
     two = np.full((360, 720, 3), BACKDROP, np.uint8)
     two[40:320, 40:320] = cv2.resize(faces[0], (280, 280))
     two[50:310, 420:680] = cv2.resize(faces[5], (260, 260))
-    found = A.detect_faces(two)
-    status, reason = A.check_faces(found, two.shape)
-    assert len(found) == 2 and status == A.MULTI_FACE and "2 faces of similar size" in reason
+    found = detect_faces(two)
+    status, reason = check_faces(found, two.shape)
+    assert len(found) == 2 and status == MULTI_FACE and "2 faces of similar size" in reason
 
     cut, _ = place(faces[2], 1.6, 0, (0, 120))    # the chin ~45 px below the frame's edge
-    found = A.detect_faces(cut)
-    status, reason = A.check_faces(found, cut.shape)
-    assert status == A.FACE_CROPPED and "bottom" in reason
+    found = detect_faces(cut)
+    status, reason = check_faces(found, cut.shape)
+    assert status == FACE_CROPPED and "bottom" in reason
 
 
 def psnr(a, b):
@@ -184,23 +185,23 @@ def test_stabilisation_beats_single_photo_alignment_on_a_corrupted_sequence():
     frames, shapes = [], []
     for face in faces * 2:
         frame, _ = place(face, rng.uniform(1.0, 1.4), rng.uniform(-10, 10), rng.uniform(-30, 30, 2))
-        found = A.detect_faces(frame)
-        assert A.check_faces(found, frame.shape)[0] == "ok"
+        found = detect_faces(frame)
+        assert check_faces(found, frame.shape)[0] == "ok"
         frames.append(frame)
         shapes.append(found[0].landmarks.copy())
     corrupted = [3, 8, 15, 20]
     for i in corrupted:
-        kp = A.keypoints(shapes[i])
+        kp = keypoints(shapes[i])
         d = rng.normal(size=2)
         d *= 0.25 * np.hypot(*(kp[1] - kp[0])) / np.hypot(*d)
         if i % 2:
             shapes[i][36:42] += d           # one eye
         else:
             shapes[i][48:68] += 1.5 * d     # the mouth
-    st = A.stabilise(shapes)
-    plain = np.array([psnr(A.align_face(f, A.ffhq_quad(A.keypoints(s)), S), faces[i % 12])
+    st = stabilise(shapes)
+    plain = np.array([psnr(align_face(f, ffhq_quad(keypoints(s)), S), faces[i % 12])
                       for i, (f, s) in enumerate(zip(frames, shapes))])
-    stable = np.array([psnr(A.align_face(f, A.ffhq_quad(kp), S), faces[i % 12])
+    stable = np.array([psnr(align_face(f, ffhq_quad(kp), S), faces[i % 12])
                        for i, (f, kp) in enumerate(zip(frames, st.keypoints))])
     clean = [i for i in range(len(frames)) if i not in corrupted]
     assert stable.mean() > plain.mean() + 0.5, (plain.mean(), stable.mean())
@@ -208,4 +209,4 @@ def test_stabilisation_beats_single_photo_alignment_on_a_corrupted_sequence():
     assert stable[clean].mean() > plain[clean].mean() - 0.5          # good photos are left (nearly) alone
     assert all(st.outliers[i] >= 6 for i in corrupted)
     # one photo alone: nothing to stabilise against
-    assert np.allclose(A.stabilise(shapes[:1]).keypoints[0], A.keypoints(shapes[0]))
+    assert np.allclose(stabilise(shapes[:1]).keypoints[0], keypoints(shapes[0]))

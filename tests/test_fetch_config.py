@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from aging.config import ConfigError, PhotoNumbers, VideoConfigError, load_videos, parse_video
+from aging.fetch.config import ConfigError, PhotoNumbers, VideoConfigError, load_videos, parse_video
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from aging.cli.fetch import fetch
+from aging.fetch.options import FetchOptions
 from tests.harness import cli, snapshot
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -156,7 +158,8 @@ def test_end_to_end_over_http_then_reruns(tmp_path, server):
     assert r.exit_code == 0, r.output
     after = mtimes(folder)
     changed = {k for k in before if after.get(k) != before[k]}
-    assert changed == {"aligned/7390.png", "manifest.csv", "contact_sheet.jpg", ".fetch/state.json"}
+    assert changed == {"aligned/7390.png", "manifest.csv", "contact_sheet.jpg", ".fetch/state.json",
+                       "fetch.options.json"}   # the options record holds the new exclude list
     assert "aligned/7390.png" not in after
     row = next(r for r in manifest(folder) if r["photo"] == "3")
     assert row["status"] == "excluded" and row["age_days"] == "7390" and row["file"] == ""
@@ -199,6 +202,31 @@ def test_bad_videos_fail_alone(tmp_path, server):
     statuses = [row["status"] for row in manifest(out / "good2")]
     assert statuses.count("kept") == 6 and statuses.count("decimated") == 6
     assert not (out / "gone").exists()
+
+
+@needs_fixtures
+def test_the_options_are_recorded_and_rewritten_only_when_they_change(tmp_path):
+    """fetch.options.json holds the options the video was fetched with (its own de-dup settings
+    included) and its config fields; a re-run with the same options does not rewrite it."""
+    clip = FIXTURES / "photoaday_clip.mp4"
+    cfg = tmp_path / "videos.toml"
+    cfg.write_text(video_entry("clip", clip, tolerance=6, exclude=[3, "5-6"]))
+    out = tmp_path / "data"
+    args = ["fetch", "--config", cfg, "-o", out, "--size", 64, "-q"]
+    assert cli(args).exit_code == 0
+    path = out / "clip" / "fetch.options.json"
+    record = json.loads(path.read_text())
+    assert record["options"] == asdict(FetchOptions(size=64, tolerance=6.0))
+    assert record["video"] == {"name": "clip", "url": str(clip), "start_age_days": 6940, "days_per_photo": 150.0,
+                               "end_age_days": None, "start_time": None, "end_time": None, "decimate": 1,
+                               "exclude": [3, "5-6"], "stabilise": True}
+    snap = snapshot(out)
+    r = cli(args)
+    assert r.exit_code == 0 and "nothing to do" in r.stdout
+    assert snapshot(out) == snap
+    r = cli([*args, "--no-stabilise"])
+    assert r.exit_code == 0 and "nothing to do" not in r.stdout
+    assert json.loads(path.read_text())["options"] == asdict(FetchOptions(size=64, tolerance=6.0, stabilise=False))
 
 
 def test_cli_help_and_light_import(tmp_path):

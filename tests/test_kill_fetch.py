@@ -1,9 +1,9 @@
 """``aging fetch`` killed (SIGKILL) at chosen points, then run again to completion.
 
 A fresh fetch of the fixture clip (a local file, so no server is needed in the subprocess) makes
-17 atomic writes, in this order: ``.fetch/source.json``, ``.fetch/scan.json``, the 12 aligned
-faces (2 worker threads, any order), ``manifest.csv``, ``contact_sheet.jpg``, ``.fetch/state.json``.
-The process is killed right after write N (``"N-"``: with write N's temporary complete but not
+18 atomic writes, one at a time, in this order: ``.fetch/source.json``, ``.fetch/scan.json``, the
+12 aligned faces (in frame order), ``manifest.csv``, ``contact_sheet.jpg``, ``fetch.options.json``,
+``.fetch/state.json``. The process is killed right after write N (``"N-"``: with write N's temporary complete but not
 renamed); whatever it left must read as whole files, and a re-run must finish the job with outputs
 byte-equal to an uninterrupted run's, mutually consistent, without temporaries, and a further
 re-run must write nothing.
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason="../shared/fixtures a
 
 ARGS = ["fetch", "--config", "videos.toml", "-o", "data", "--size", "64", "-q"]
 CONFIG = f'[[video]]\nname = "clip"\nurl = "{CLIP}"\nstart_age = 6940\ndays_per_photo = 150\n'
-WRITES = 17
+WRITES = 18
 
 
 def every_file(folder: Path) -> dict[str, bytes]:
@@ -58,7 +58,7 @@ def assert_consistent(folder: Path) -> None:
     assert hidden_leftovers(folder) == []
 
 
-@pytest.mark.parametrize("kill_at", ["1", "2", "3-", "8", "15-", "16"])
+@pytest.mark.parametrize("kill_at", ["1", "2", "3-", "8", "15-", "16", "17"])
 def test_killed_fetch_finishes_on_the_next_run(kill_at, reference, tmp_path):
     work = workdir(tmp_path)
     folder = work / "data" / "clip"

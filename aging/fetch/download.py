@@ -23,6 +23,7 @@ from pathlib import Path
 from aging import io
 from aging.errors import AgingError
 from aging.io import sha256_file
+from aging.progress import progress_bar
 
 MAX_HEIGHT = 1080
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -113,39 +114,55 @@ def local_source(path: Path, folder: Path, url: str) -> Source:
     return Source(path=path, url=url, downloaded=False, sha256=new["sha256"], bytes=st.st_size, record=new)
 
 
-def download(url: str, folder: str | Path, *, progress: bool = True, max_height: int = MAX_HEIGHT) -> Source:
+def download_video(url: str, folder: str | Path, *, progress: bool = True, max_height: int = MAX_HEIGHT) -> Source:
     """Download the best video stream of ``url`` up to ``max_height`` lines into
     ``folder/video.<ext>``, or reuse the cached file when it is intact. Raises
     :class:`DownloadError`."""
-    import yt_dlp
-    from tqdm import tqdm
-
     folder = Path(folder).resolve()   # yt-dlp reports absolute paths; compare like with like
     warnings: list[str] = []
     cached = cached_download(url, folder, warnings)
     if cached is not None:
         return cached
+    info = _run_ytdlp(url, folder, progress=progress, max_height=max_height, damaged=bool(warnings))
+    path = _downloaded_file(url, folder, info)
+    for old in folder.glob("video.*"):   # a video cached for a former URL
+        if old.resolve() != path and io.is_data_name(old.name):
+            io.remove(old)
+    rec = _download_record(url, path, info)
+    io.write_json(source_record(folder), rec)
+    return Source(path=path, url=url, downloaded=True, sha256=rec["sha256"], bytes=rec["bytes"], warnings=warnings)
+
+
+def _run_ytdlp(url: str, folder: Path, *, progress: bool, max_height: int, damaged: bool) -> dict:
+    """yt-dlp's download of ``url`` into ``folder``: its sanitised info about one video. A failed
+    download leaves no folder it made; ``damaged`` (a cached copy was damaged) is said in the error."""
+    import yt_dlp
+
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     log = _Logger()
-    bar: list = []
+    hook = _ProgressHook(quiet=not progress)
+    try:
+        with yt_dlp.YoutubeDL(_ytdlp_options(folder, max_height, log, hook)) as ydl:
+            info = ydl.extract_info(url, download=True)
+            info = ydl.sanitize_info(info) if info else None
+    except Exception as exc:  # yt-dlp's DownloadError, and a few plain errors (network, file system)
+        why = _clean(str(exc)) or type(exc).__name__
+        also = " (and the cached copy is damaged)" if damaged else ""
+        raise DownloadError(f"cannot download {url}: {why}{also}") from None
+    finally:
+        hook.close()
+        if created and not any(folder.iterdir()):
+            folder.rmdir()   # leave no empty subject folder behind a failed download
+    if not info:
+        raise DownloadError(f"cannot download {url}: {log.last_error or 'no video found'}")
+    if info.get("_type") == "playlist":
+        raise DownloadError(f"{url} is a playlist; give the URL of one video")
+    return info
 
-    def hook(d: dict) -> None:
-        status = d.get("status")
-        if status == "downloading":
-            if not bar:
-                bar.append(tqdm(desc="download", unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                                disable=None if progress else True))
-            total = d.get("total_bytes") or d.get("total_bytes_estimate")
-            if total and bar[0].total != int(total):
-                bar[0].total = int(total)
-            done = d.get("downloaded_bytes")
-            if done is not None:
-                bar[0].update(int(done) - bar[0].n)
-        elif status in ("finished", "error") and bar:
-            bar.pop().close()
 
-    opts = {
+def _ytdlp_options(folder: Path, max_height: int, logger: _Logger, hook: _ProgressHook) -> dict:
+    return {
         "format": f"bv*[height<=?{max_height}]/b[height<=?{max_height}]/bv*/b",
         # same resolution: prefer H.264, which every OpenCV build decodes
         "format_sort": [f"res:{max_height}", "vcodec:h264", "ext:mp4"],
@@ -159,45 +176,60 @@ def download(url: str, folder: str | Path, *, progress: bool = True, max_height:
         "quiet": True,
         "no_warnings": False,
         "noprogress": True,
-        "logger": log,
+        "logger": logger,
         "progress_hooks": [hook],
     }
-    try:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            info = ydl.extract_info(url, download=True)
-            info = ydl.sanitize_info(info) if info else None
-    except Exception as exc:  # yt-dlp's DownloadError, and a few plain errors (network, file system)
-        why = _clean(str(exc)) or type(exc).__name__
-        damaged = " (and the cached copy is damaged)" if warnings else ""
-        raise DownloadError(f"cannot download {url}: {why}{damaged}") from None
-    finally:
-        while bar:
-            bar.pop().close()
-        if created and not any(folder.iterdir()):
-            folder.rmdir()   # leave no empty subject folder behind a failed download
-    if not info:
-        raise DownloadError(f"cannot download {url}: {log.last_error or 'no video found'}")
-    if info.get("_type") == "playlist":
-        raise DownloadError(f"{url} is a playlist; give the URL of one video")
+
+
+def _downloaded_file(url: str, folder: Path, info: dict) -> Path:
+    """The file yt-dlp says it wrote: it exists, and lies in ``folder``."""
     files = [d.get("filepath") for d in info.get("requested_downloads") or [] if d.get("filepath")]
     path = (folder / files[0]).resolve() if files else None   # (absolute stays absolute)
     if path is None or not path.is_file():
         raise DownloadError(f"cannot download {url}: yt-dlp reported no file")
     if path.parent != folder:
         raise DownloadError(f"cannot download {url}: yt-dlp wrote {path}, outside {folder}")
-    for old in folder.glob("video.*"):   # a video cached for a former URL
-        if old.resolve() != path and io.is_data_name(old.name):
-            io.remove(old)
+    return path
+
+
+def _download_record(url: str, path: Path, info: dict) -> dict:
+    """``source.json`` of a download: where it came from (yt-dlp's info) and what it is."""
     st = path.stat()
-    rec = {
+    return {
         "url": url, "file": path.name, "id": info.get("id"), "title": info.get("title"),
         "uploader": info.get("uploader"), "duration": info.get("duration"), "format_id": info.get("format_id"),
         "width": info.get("width"), "height": info.get("height"), "fps": info.get("fps"),
         "vcodec": info.get("vcodec"), "bytes": st.st_size, "sha256": sha256_file(path), "mtime_ns": st.st_mtime_ns,
         "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    io.write_json(source_record(folder), rec)
-    return Source(path=path, url=url, downloaded=True, sha256=rec["sha256"], bytes=rec["bytes"], warnings=warnings)
+
+
+class _ProgressHook:
+    """yt-dlp's progress hook, shown as one progress bar (the total may be unknown or estimated)."""
+
+    def __init__(self, *, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, d: dict) -> None:
+        status = d.get("status")
+        if status == "downloading":
+            if self.bar is None:
+                self.bar = progress_bar(quiet=self.quiet, desc="download", unit="B", unit_scale=True,
+                                        unit_divisor=1024)
+            total = d.get("total_bytes") or d.get("total_bytes_estimate")
+            if total and self.bar.total != int(total):
+                self.bar.total = int(total)
+            done = d.get("downloaded_bytes")
+            if done is not None:
+                self.bar.update(int(done) - self.bar.n)
+        elif status in ("finished", "error"):
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _clean(msg: str) -> str:

@@ -6,25 +6,28 @@ Writes, under ``<out>/<subject>/``::
     aligned/<age_days>.png   one FFHQ-aligned face per kept photo
     manifest.csv             one row per distinct item (see aging.fetch.manifest)
     contact_sheet.jpg        all kept faces, labelled with photo number and age
+    fetch.options.json       the options of the fetch (:class:`FetchOptions`, with the video's own
+                             de-dup and stabilisation settings) and the video's config fields
     .fetch/                  bookkeeping: source.json (the video: URL or path, size, sha256),
-                             scan.json (cut + faces), state.json (the options and config of the
-                             run, and what each aligned file and the contact sheet were made from)
+                             scan.json (cut + faces), state.json (what each aligned file and the
+                             contact sheet were made from)
 
 Finished work is known from content: the scan is reused while the video's bytes (sha256) and
 the cut/detection settings are the same; an aligned file is rewritten only when the frame or crop
 it comes from changed (or the file is gone or has another size); files of photos that are no
-longer kept are removed; the manifest, the contact sheet and the bookkeeping are rewritten only
-when their content changes, so a re-run of a finished fetch writes nothing. A cached download is
-verified (size, sha256) before use and downloaded again when damaged. A video that cannot be read
-or shows no face fails before anything of its subject is removed or rewritten. Every file is
-written atomically (:mod:`aging.io`); temporaries a killed run left are removed by the next.
+longer kept are removed; the manifest, the contact sheet, the options and the bookkeeping are
+rewritten only when their content changes, so a re-run of a finished fetch writes nothing. A
+cached download is verified (size, sha256) before use and downloaded again when damaged. A video
+that cannot be read or shows no face fails before anything of its subject is removed or
+rewritten. Every file is written atomically (:mod:`aging.io`); temporaries a killed run left are
+removed by the next.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,38 +35,24 @@ import cv2
 import numpy as np
 
 from aging import io
-from aging.config import VideoConfig, VideoConfigError
-from aging.errors import AgingError
-from aging.fetch import align as A
+from aging.errors import AgingError, FileFormatError
+from aging.fetch.align import (FACE_TOO_SMALL, Face, ModelsError, Quad, align_face, check_faces, detect_faces,
+                               ffhq_quad, keypoints, stabilise)
+from aging.fetch.config import VideoConfig, VideoConfigError
 from aging.fetch.contact_sheet import make_contact_sheet, thumbnail, thumbnail_size
-from aging.fetch.download import DownloadError, Source, download, local_source, source_record
-from aging.fetch.frames import (Deduplicator, VideoError, VideoInfo, frame_range, iter_frames, open_video,
-                                prefetch)
+from aging.fetch.download import DownloadError, Source, download_video, local_source, source_record
+from aging.fetch.frames import Run, VideoError, VideoInfo, cut, decimate, frame_range, iter_frames, open_video, prefetch
 from aging.fetch.manifest import DECIMATED, EXCLUDED, KEPT, ManifestRow, write_manifest
+from aging.fetch.options import FetchOptions, options_record
+from aging.progress import progress_bar
 
 SCAN_VERSION = 2      # 2: videos identified by sha256, not by name and time
 ALIGN_VERSION = 1
+OPTIONS_NAME = "fetch.options.json"
 
 
 class FetchError(AgingError, RuntimeError):
     """A video that could not be fetched; the message names the video."""
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    """Settings of a fetch (the CLI exposes ``size`` and ``stabilise``)."""
-
-    size: int = 1024                 # output edge of the aligned faces (px)
-    stabilise: bool = True           # stabilise the alignment over the sequence
-    cutoff: float = 0.15             # de-dup: fraction of changed pixels that starts a new photo
-    tolerance: float = 5.0           # de-dup: grey-level change that counts a pixel as changed
-    detect_size: int = 640           # face detection on frames shrunk to this longer side
-    min_face_px: float = 64.0        # smaller face boxes (frame px) are face_too_small
-    min_face_fraction: float = 0.5   # ... and so are faces below this fraction of the video's median
-    similar_faces: float = 0.6       # a second face this large (x the largest) makes multi_face
-    window: int = 7                  # stabilisation: neighbouring photos on each side
-    png_compression: int = 1         # 0-9, speed vs size of the PNGs
-    workers: int = 2                 # threads that align and write faces
 
 
 @dataclass
@@ -81,12 +70,30 @@ class FetchResult:
     scanned: bool                    # False when the previous scan was reused
     wrote_manifest: bool
     wrote_sheet: bool
+    wrote_options: bool = False      # fetch.options.json written (new or changed options)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def did_work(self) -> bool:
-        return any((self.aligned, self.removed, self.downloaded, self.scanned, self.wrote_manifest, self.wrote_sheet))
+        return any((self.aligned, self.removed, self.downloaded, self.scanned, self.wrote_manifest, self.wrote_sheet,
+                    self.wrote_options))
+
+
+@dataclass
+class _Job:
+    """One video being fetched: what every step needs."""
+
+    cfg: VideoConfig
+    folder: Path                     # <out>/<subject>, absolute
+    opt: FetchOptions                # FetchOptions.for_video(cfg)
+    progress: bool
+    log: Callable[[str], None]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cache(self) -> Path:
+        return self.folder / ".fetch"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,171 +103,212 @@ def fetch_video(cfg: VideoConfig, out_root: str | Path, *, options: FetchOptions
                 progress: bool = True, log: Callable[[str], None] | None = None) -> FetchResult:
     """Run the whole fetch for one video. Raises :class:`FetchError` (message names the video)."""
     t0 = time.perf_counter()
+    # the root is resolved once: yt-dlp reports absolute paths, and a relative root must mean the
+    # same folder wherever it is compared
+    job = _Job(cfg=cfg, folder=Path(out_root).resolve() / cfg.subject, opt=options.for_video(cfg),
+               progress=progress, log=log or (lambda s: None))
     try:
-        # resolved once: yt-dlp reports absolute paths, and a relative root must mean the same
-        # folder wherever it is compared
-        return _fetch(cfg, Path(out_root).resolve(), options, progress, log or (lambda s: None), t0)
+        res = _fetch(job)
     except OSError as exc:  # disk full, permissions, ...
         where = f"{exc.filename}: " if exc.filename else ""
         raise FetchError(f"video {cfg.name!r}: {where}{exc.strerror or exc}") from None
-    except (DownloadError, VideoError, VideoConfigError, A.ModelsError) as exc:
+    except (DownloadError, VideoError, VideoConfigError, ModelsError) as exc:
         msg = str(exc)
         raise FetchError(msg if msg.startswith(f"video {cfg.name!r}") or ": video " in msg
                          else f"video {cfg.name!r}: {msg}") from None
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
-def _fetch(cfg: VideoConfig, out_root: Path, opt: FetchOptions, progress: bool, log, t0: float) -> FetchResult:
-    folder = out_root / cfg.subject
-    cache = folder / ".fetch"
-    opt = replace(opt, cutoff=opt.cutoff if cfg.cutoff is None else cfg.cutoff,
-                  tolerance=opt.tolerance if cfg.tolerance is None else cfg.tolerance)
-    warnings: list[str] = []
-    _remove_leftovers(folder)
+def _fetch(job: _Job) -> FetchResult:
+    """The steps of a fetch, in order; nothing of the subject's folder changes before the video
+    proved usable (read, faces found, ages given)."""
+    _remove_leftovers(job.folder)
+    src = _source(job)
+    scan, scanned = _scan(job, src)
+    rows, shapes = catalog(scan["items"], job.cfg, job.opt, fps=scan["fps"],
+                           frame_shape=(scan["height"], scan["width"]))
+    # the video and its ages proved usable: from here on the subject's folder may change
+    if src.record is not None:
+        io.write_json(source_record(job.folder), src.record)
+    if scanned:
+        io.write_json(job.cache / "scan.json", scan)
+    recipes = _recipes(job, rows, shapes, src.identity)
+    state = io.read_json(job.cache / "state.json", default=None)
+    state = state if isinstance(state, dict) else {}
+    thumbs, removed = _update_aligned(job, src.path, rows, recipes, state)
+    wrote_manifest = write_manifest(job.folder / "manifest.csv", rows)
+    wrote_sheet = _update_contact_sheet(job, rows, recipes, thumbs, state)
+    wrote_options = io.write_json(job.folder / OPTIONS_NAME, options_record(job.opt, job.cfg), only_if_changed=True)
+    io.write_json(job.cache / "state.json", state, only_if_changed=True)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return FetchResult(name=job.cfg.name, subject=job.cfg.subject, folder=job.folder, video=src.path, counts=counts,
+                       items=len(rows), photos=sum(r.photo is not None for r in rows), aligned=len(thumbs),
+                       removed=removed, downloaded=src.downloaded, scanned=scanned, wrote_manifest=wrote_manifest,
+                       wrote_sheet=wrote_sheet, wrote_options=wrote_options, warnings=job.warnings)
 
-    # 1. the video, identified by content
-    src = _source(cfg, folder, progress, log)
-    video = src.path
-    warnings.extend(src.warnings)
 
-    # 2.-3. cut, de-duplicate, find faces (cached)
+def _source(job: _Job) -> Source:
+    """The video of the job: a local file used in place, or the (verified) cached or new download."""
+    cfg = job.cfg
+    if cfg.is_local:
+        path = cfg.local_path()
+        if not path.is_file():
+            raise FetchError(f"video {cfg.name!r}: {path}: no such video file")
+        src = local_source(path, job.folder, cfg.url)
+    else:
+        job.log(f"{cfg.name}: downloading {cfg.url} (unless cached)")
+        src = download_video(cfg.url, job.folder, progress=job.progress)
+    job.warnings.extend(src.warnings)
+    return src
+
+
+def _scan(job: _Job, src: Source) -> tuple[dict, bool]:
+    """The video cut into its distinct items, with their faces: ``(scan, True)`` when scanned now,
+    ``(scan, False)`` when the cached scan was made from the same bytes and settings. Fails for a
+    video with no frame or no face in the selected time range."""
+    cfg, opt, video = job.cfg, job.opt, src.path
     key = {"version": SCAN_VERSION, "video": src.identity, "start_time": cfg.start_time,
            "end_time": cfg.end_time, "cutoff": opt.cutoff, "tolerance": opt.tolerance,
            "detect_size": opt.detect_size}
-    scan = io.read_json(cache / "scan.json", default=None)
+    scan = io.read_json(job.cache / "scan.json", default=None)
     scanned = not (isinstance(scan, dict) and scan.get("key") == key)
     if scanned:
         _probe(video)   # a clear error for an unreadable file before any work
-        log(f"{cfg.name}: cutting {video.name} into photos and finding faces")
-        scan = {"key": key, **scan_video(video, cfg, opt, progress=progress)}
+        job.log(f"{cfg.name}: cutting {video.name} into photos and finding faces")
+        scan = {"key": key, **scan_video(video, cfg, opt, progress=job.progress)}
     items = scan["items"]
-    warnings.extend(scan.get("warnings", []))
     if not items:
         raise FetchError(f"video {cfg.name!r}: {video}: no frames in the selected time range")
     if not any(it["faces"] for it in items):
         raise FetchError(f"video {cfg.name!r}: {video}: no face found in any of its {len(items)} distinct photos"
                          f"{' between start_time and end_time' if cfg.start_time or cfg.end_time else ''}")
+    return scan, scanned
 
-    # 4. statuses, photos and ages
-    rows, shapes = catalog(items, cfg, opt, fps=scan["fps"], frame_shape=(scan["height"], scan["width"]))
-    photos = [r for r in rows if r.photo is not None]
 
-    # the video and its ages proved usable: from here on the subject's folder may change
-    if src.record is not None:
-        io.write_json(source_record(folder), src.record)
-    if scanned:
-        io.write_json(cache / "scan.json", scan)
-
-    # 5. alignment: stabilised key points over every photo with a usable face
-    usable = [r.index for r in rows if r.index in shapes]
-    if cfg.stabilise and opt.stabilise and len(usable) > 1:
-        st = A.stabilise([shapes[i] for i in usable], window=opt.window)
-        kps = dict(zip(usable, st.keypoints))
-        for i, shift, n_out in zip(usable, st.shift, st.outliers):
-            row = rows[i]
-            if row.status == KEPT and shift > 0.01 * A.ffhq_quad(kps[i]).size:
-                row.reason = f"stabilised: {n_out} landmarks corrected, key points moved {shift:.1f} px"
-    else:
-        kps = {i: A.keypoints(shapes[i]) for i in usable}
-    kept = [r for r in rows if r.status == KEPT]
+def _recipes(job: _Job, rows: list[ManifestRow], shapes: dict[int, np.ndarray], video: dict) -> dict[int, dict]:
+    """What each kept photo's aligned file is made from: ``age -> {frame, quad, size, video,
+    version}``. Sets the kept rows' ``file`` (and notes a stabilisation that moved the crop)."""
+    kps = _keypoints(job, rows, shapes)
     recipes = {}
-    for r in kept:
-        quad = A.ffhq_quad(kps[r.index])
-        recipes[r.age_days] = {"frame": r.frame, "quad": [round(v, 3) for v in quad.as_list()], "size": opt.size,
-                               "video": key["video"], "version": ALIGN_VERSION}
-        r.file = f"aligned/{r.age_days}.png"
+    for r in rows:
+        if r.status == KEPT:
+            quad = ffhq_quad(kps[r.index])
+            recipes[r.age_days] = {"frame": r.frame, "quad": [round(v, 3) for v in quad.as_list()],
+                                   "size": job.opt.size, "video": video, "version": ALIGN_VERSION}
+            r.file = f"aligned/{r.age_days}.png"
+    return recipes
 
-    state = io.read_json(cache / "state.json", default=None)
-    state = state if isinstance(state, dict) else {}
-    done = _done(state, folder)
-    aligned_dir = folder / "aligned"
-    todo = [r for r in kept if done.get(r.age_days) != recipes[r.age_days]]
+
+def _keypoints(job: _Job, rows: list[ManifestRow], shapes: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """FFHQ key points of every usable face (``index -> [4, 2]``), stabilised over the sequence
+    unless the options or the video turn it off."""
+    usable = [r.index for r in rows if r.index in shapes]
+    if not job.opt.stabilise or len(usable) < 2:
+        return {i: keypoints(shapes[i]) for i in usable}
+    st = stabilise([shapes[i] for i in usable], window=job.opt.window)
+    kps = dict(zip(usable, st.keypoints))
+    for i, shift, n_out in zip(usable, st.shift, st.outliers):
+        row = rows[i]
+        if row.status == KEPT and shift > 0.01 * ffhq_quad(kps[i]).size:
+            row.reason = f"stabilised: {n_out} landmarks corrected, key points moved {shift:.1f} px"
+    return kps
+
+
+def _update_aligned(job: _Job, video: Path, rows: list[ManifestRow], recipes: dict[int, dict],
+                    state: dict) -> tuple[dict[int, np.ndarray], int]:
+    """Bring ``aligned/`` in line with ``recipes``: remove the files of photos no longer kept,
+    write the faces whose recipe changed (or whose file is gone), and record what each file is
+    made from in ``state``. A face that cannot be aligned is excluded (its row says why).
+    Returns the thumbnails of the faces written, by age, and the number of files removed."""
+    done = _done(state, job.folder)
     removed = 0
-    for f in io.data_files(aligned_dir, [".png"]):
+    for f in io.data_files(job.folder / "aligned", [".png"]):
         if f.stem.isdigit() and int(f.stem) not in recipes:
             removed += io.remove(f)
     done = {a: v for a, v in done.items() if a in recipes}
-    thumbs: dict[int, np.ndarray] = {}
     sizes = {a: v for a, v in (state.get("aligned_bytes") or {}).items() if a.isdigit() and int(a) in done}
+    kept = [r for r in rows if r.status == KEPT]
+    todo = [r for r in kept if done.get(r.age_days) != recipes[r.age_days]]
+    thumbs: dict[int, np.ndarray] = {}
+    failed: set[int] = set()
     if todo:
-        log(f"{cfg.name}: aligning {len(todo)} faces at {opt.size} px")
-        tsize = thumbnail_size(len(kept))
-        failed = set()
-        for r, thumb in align_photos(video, todo, {r.age_days: recipes[r.age_days]["quad"] for r in todo}, folder,
-                                     opt, tsize, cfg, progress=progress):
+        job.log(f"{job.cfg.name}: aligning {len(todo)} faces at {job.opt.size} px")
+        faces = [(r, _quad(recipes[r.age_days]["quad"])) for r in todo]
+        for r, thumb in align_photos(video, faces, job.folder, job.cfg, job.opt,
+                                     thumb_size=thumbnail_size(len(kept)), progress=job.progress):
             if thumb is None:
                 failed.add(r.age_days)
                 continue
             thumbs[r.age_days] = thumb
             done[r.age_days] = recipes[r.age_days]
-            sizes[str(r.age_days)] = (folder / r.file).stat().st_size
-        missing = [r for r in todo if r.age_days not in thumbs]
-        if missing:
-            numbers = ", ".join(str(r.photo) for r in missing)
-            warnings.append(f"{len(missing)} faces could not be aligned (photos {numbers})")
-            for r in missing:
-                removed += io.remove(folder / r.file)   # made from another frame or crop before
-                r.status, r.file = EXCLUDED, ""
-                r.reason = ("the face square lies outside the frame" if r.age_days in failed
-                            else "the frame could not be decoded again")
-                recipes.pop(r.age_days, None)
-                done.pop(r.age_days, None)
+            sizes[str(r.age_days)] = (job.folder / r.file).stat().st_size
+    missing = [r for r in todo if r.age_days not in thumbs]
+    if missing:
+        removed += _exclude_unaligned(job, missing, failed, recipes)
+        for r in missing:
+            done.pop(r.age_days, None)
     state["aligned"] = {str(a): v for a, v in sorted(done.items())}
     state["aligned_bytes"] = {str(a): sizes[str(a)] for a in sorted(done)}
+    return thumbs, removed
 
-    # 6. manifest and contact sheet
-    wrote_manifest = write_manifest(folder / "manifest.csv", rows)
+
+def _exclude_unaligned(job: _Job, missing: list[ManifestRow], failed: set[int], recipes: dict[int, dict]) -> int:
+    """Faces that could not be aligned (``failed``: the crop left the frame; the others: the frame
+    did not decode again) become ``excluded``: a warning, their row's reason, their former file
+    removed and their recipe dropped. Returns the number of files removed."""
+    numbers = ", ".join(str(r.photo) for r in missing)
+    job.warnings.append(f"{len(missing)} faces could not be aligned (photos {numbers})")
+    removed = 0
+    for r in missing:
+        removed += io.remove(job.folder / r.file)   # made from another frame or crop before
+        r.status, r.file = EXCLUDED, ""
+        r.reason = ("the face square lies outside the frame" if r.age_days in failed
+                    else "the frame could not be decoded again")
+        recipes.pop(r.age_days, None)
+    return removed
+
+
+def _update_contact_sheet(job: _Job, rows: list[ManifestRow], recipes: dict[int, dict],
+                          thumbs: dict[int, np.ndarray], state: dict) -> bool:
+    """Write ``contact_sheet.jpg`` unless it already shows exactly these kept faces (removed when
+    none is kept); record it in ``state``. True when the sheet was written or removed."""
+    path = job.folder / "contact_sheet.jpg"
     kept = [r for r in rows if r.status == KEPT]
     if not kept:
-        warnings.append(f"no photo was kept (see {folder / 'manifest.csv'})")
-    sheet_path = folder / "contact_sheet.jpg"
-    sheet_key = io.digest([[r.photo, r.age_days, recipes[r.age_days]] for r in kept])
-    sheet_rec = state.get("contact_sheet")
-    wrote_sheet = False
-    if kept and not (isinstance(sheet_rec, dict) and sheet_rec.get("key") == sheet_key
-                     and _size(sheet_path) == sheet_rec.get("bytes")):
-        tsize = thumbnail_size(len(kept))
-        faces = []
-        for r in kept:
-            img = thumbs.get(r.age_days)
-            if img is None or img.shape[0] != tsize:
-                img = cv2.imread(str(folder / r.file), cv2.IMREAD_COLOR)
-                img = thumbnail(img, tsize) if img is not None else np.zeros((tsize, tsize, 3), np.uint8)
-            faces.append((r.photo, r.age_days, img))
-        sheet = make_contact_sheet(faces, title=f"{cfg.subject}: {len(kept)} kept of {len(photos)} photos")
-        ok, buf = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 88])
-        if not ok:
-            raise FetchError(f"video {cfg.name!r}: cannot encode the contact sheet")
-        io.write_bytes(sheet_path, buf.tobytes())
-        state["contact_sheet"] = {"key": sheet_key, "bytes": len(buf)}
-        wrote_sheet = True
-    elif not kept:
-        wrote_sheet = io.remove(sheet_path)
+        job.warnings.append(f"no photo was kept (see {job.folder / 'manifest.csv'})")
         state.pop("contact_sheet", None)
-    state["options"] = {**asdict(opt), "stabilise": bool(cfg.stabilise and opt.stabilise)}
-    state["config"] = {"name": cfg.name, "url": cfg.url, "start_age_days": cfg.start_age_days,
-                       "days_per_photo": cfg.days_per_photo, "end_age_days": cfg.end_age_days,
-                       "start_time": cfg.start_time, "end_time": cfg.end_time, "decimate": cfg.decimate,
-                       "exclude": cfg.exclude.as_list(), "stabilise": cfg.stabilise}
-    io.write_json(cache / "state.json", state, only_if_changed=True)
+        return io.remove(path)
+    key = io.digest([[r.photo, r.age_days, recipes[r.age_days]] for r in kept])
+    rec = state.get("contact_sheet")
+    if isinstance(rec, dict) and rec.get("key") == key and _size(path) == rec.get("bytes"):
+        return False
+    tsize = thumbnail_size(len(kept))
+    faces = []
+    for r in kept:
+        img = thumbs.get(r.age_days)
+        if img is None or img.shape[0] != tsize:
+            img = _read_thumbnail(job.folder / r.file, tsize)
+        faces.append((r.photo, r.age_days, img))
+    n_photos = sum(r.photo is not None for r in rows)
+    sheet = make_contact_sheet(faces, title=f"{job.cfg.subject}: {len(kept)} kept of {n_photos} photos")
+    ok, buf = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise FetchError(f"video {job.cfg.name!r}: cannot encode the contact sheet")
+    io.write_bytes(path, buf.tobytes())
+    state["contact_sheet"] = {"key": key, "bytes": len(buf)}
+    return True
 
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    return FetchResult(name=cfg.name, subject=cfg.subject, folder=folder, video=video, counts=counts, items=len(rows),
-                       photos=len(photos), aligned=len(thumbs), removed=removed, downloaded=src.downloaded,
-                       scanned=scanned, wrote_manifest=wrote_manifest, wrote_sheet=wrote_sheet, warnings=warnings,
-                       seconds=time.perf_counter() - t0)
 
-
-def _source(cfg: VideoConfig, folder: Path, progress: bool, log) -> Source:
-    """The video of ``cfg``: a local file used in place, or the (verified) cached or new download."""
-    if cfg.is_local:
-        path = cfg.local_path()
-        if not path.is_file():
-            raise FetchError(f"video {cfg.name!r}: {path}: no such video file")
-        return local_source(path, folder, cfg.url)
-    log(f"{cfg.name}: downloading {cfg.url} (unless cached)")
-    return download(cfg.url, folder, progress=progress)
+def _read_thumbnail(path: Path, size: int) -> np.ndarray:
+    """The BGR thumbnail of an aligned face written before (black when it cannot be read)."""
+    try:
+        rgb = io.read_image(path)
+    except FileFormatError:
+        return np.zeros((size, size, 3), np.uint8)
+    return thumbnail(np.ascontiguousarray(rgb[:, :, ::-1]), size)
 
 
 def _done(state: dict, folder: Path) -> dict[int, dict]:
@@ -279,6 +327,11 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _quad(values: list[float]) -> Quad:
+    """A recipe's ``quad`` (centre x, y, half-axis x, y) as a :class:`Quad`."""
+    return Quad(center=np.array(values[:2]), x=np.array(values[2:]))
+
+
 def _remove_leftovers(folder: Path) -> None:
     """Remove the temporaries of writes a killed run never finished (hidden ``*.tmp*`` files)."""
     for d in (folder, folder / ".fetch", folder / "aligned"):
@@ -289,52 +342,51 @@ def _remove_leftovers(folder: Path) -> None:
 
 
 def scan_video(video: Path, cfg: VideoConfig, opt: FetchOptions, *, progress: bool = True) -> dict:
-    """One streaming pass: distinct photos (runs of frames) and the faces on each one's best frame.
+    """One streaming pass: distinct photos (runs of frames, :func:`aging.fetch.frames.cut`) and
+    the faces on each one's best frame.
 
-    Returns ``{"fps", "width", "height", "frames", "items": [...], "warnings": [...]}``; each item
-    holds its frame range, best frame, sharpness, face boxes and the largest face's landmarks.
+    Returns ``{"fps", "width", "height", "frames", "items": [...]}``; each item holds its frame
+    range, best frame, sharpness, face boxes and the largest face's landmarks.
     """
-    from tqdm import tqdm
-
-    warnings: list[str] = []
     info = _probe(video)
     first, stop = frame_range(info, cfg.start_time, cfg.end_time)
     expected = (min(stop, info.num_frames) if stop is not None else info.num_frames) - first
-    dedup = Deduplicator(cutoff=opt.cutoff, tolerance=opt.tolerance)
-    items: list[dict] = []
-    decoded = 0
-    shape = (info.height, info.width)
-
-    def finish(done) -> None:
-        run, frame = done
-        faces = A.detect_faces(frame, detect_size=opt.detect_size)
-        items.append({
-            "first_frame": run.first_frame, "last_frame": run.last_frame, "frame": run.frame,
-            "sharpness": round(run.sharpness, 3),
-            "faces": [{"box": [round(v, 2) for v in f.box], "score": round(f.score, 4)} for f in faces],
-            "landmarks": faces[0].landmarks.round(2).tolist() if faces else None,
-        })
-
-    with tqdm(total=max(expected, 0) or None, desc=f"{cfg.name}: frames", unit="fr", leave=False,
-              disable=None if progress else True) as bar:
-        for index, frame in prefetch(iter_frames(video, start_time=cfg.start_time, end_time=cfg.end_time)):
-            shape = frame.shape[:2]
-            decoded += 1
-            done = dedup.push(index, frame)
-            if done is not None:
-                finish(done)
-            bar.update(1)
-        last = dedup.finish()
-        if last is not None:
-            finish(last)
+    seen = {"frames": 0, "shape": (info.height, info.width)}
+    items = []
+    with progress_bar(total=max(expected, 0) or None, desc=f"{cfg.name}: frames", unit="fr",
+                      quiet=not progress) as bar:
+        frames = _counted(prefetch(iter_frames(video, start_time=cfg.start_time, end_time=cfg.end_time)), seen, bar)
+        for run, best in cut(frames, cutoff=opt.cutoff, tolerance=opt.tolerance):
+            items.append(_scan_item(run, best, opt.detect_size))
+    decoded, shape = seen["frames"], seen["shape"]
     if decoded == 0:
         raise VideoError(f"{video}: no frame could be decoded (corrupt video, or start_time past its end)")
     if expected > 0 and decoded < 0.9 * expected:
         # a damaged file: cutting what decodes would give wrong ages and drop faces made before
         raise VideoError(f"{video}: decoding stopped after {decoded} of {expected} frames (truncated or damaged "
                          f"video; if it is whole, set end_time)")
-    return {"fps": info.fps, "width": int(shape[1]), "height": int(shape[0]), "frames": decoded,
-            "items": items, "warnings": list(warnings)}
+    return {"fps": info.fps, "width": int(shape[1]), "height": int(shape[0]), "frames": decoded, "items": items}
+
+
+def _counted(frames, seen: dict, bar):
+    """Pass ``(index, frame)`` pairs on, counting them in ``seen`` (with the last frame's shape)
+    and on the progress bar."""
+    for index, frame in frames:
+        seen["frames"] += 1
+        seen["shape"] = frame.shape[:2]
+        bar.update(1)
+        yield index, frame
+
+
+def _scan_item(run: Run, frame: np.ndarray, detect_size: int) -> dict:
+    """One distinct photo as the scan records it: its frames and the faces on its best frame."""
+    faces = detect_faces(frame, detect_size=detect_size)
+    return {
+        "first_frame": run.first_frame, "last_frame": run.last_frame, "frame": run.frame,
+        "sharpness": round(run.sharpness, 3),
+        "faces": [{"box": [round(v, 2) for v in f.box], "score": round(f.score, 4)} for f in faces],
+        "landmarks": faces[0].landmarks.round(2).tolist() if faces else None,
+    }
 
 
 def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: float, frame_shape: tuple[int, int]
@@ -343,16 +395,14 @@ def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: floa
     (``index -> [68, 2]``: every photo that passed the checks, whether kept, decimated or excluded).
 
     Items without a face are not photos and take no age; every other item is photo ``k`` (video
-    order) with age ``cfg.ages(n)[k]``, also when a check rejects it (it keeps its age slot)."""
-    found = []
-    for it in items:
-        faces = [A.Face(box=tuple(f["box"]), score=f["score"]) for f in it["faces"]]
-        if faces and it["landmarks"] is not None:
-            faces[0].landmarks = np.asarray(it["landmarks"], dtype=np.float64)
-        found.append(faces)
+    order) with age ``cfg.ages(n)[k]``, also when a check rejects it (it keeps its age slot).
+    Photos :func:`aging.fetch.frames.decimate` drops are ``decimated``; photos listed in
+    ``cfg.exclude`` are ``excluded``."""
+    found = [_scanned_faces(it) for it in items]
     widths = [fs[0].width for fs in found if fs]
     median_width = float(np.median(widths)) if widths else 0.0
     ages = cfg.ages(len(widths))
+    kept_by_decimation = decimate(list(range(len(widths))), cfg.decimate)
     rows: list[ManifestRow] = []
     shapes: dict[int, np.ndarray] = {}
     photo = 0
@@ -360,69 +410,84 @@ def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: floa
         row = ManifestRow(index=index, photo=None, age_days=None, status="", reason="",
                           time_s=it["first_frame"] / fps, first_frame=it["first_frame"], last_frame=it["last_frame"],
                           frame=it["frame"])
-        status, reason = A.check_faces(faces, frame_shape, min_face_px=opt.min_face_px, similar=opt.similar_faces)
-        if status == "ok" and faces[0].width < opt.min_face_fraction * median_width:
-            status = A.FACE_TOO_SMALL
-            reason = (f"face {faces[0].width:.0f} px wide, under {opt.min_face_fraction:g} x the video's median "
-                      f"({median_width:.0f} px)")
         if faces:
             row.photo, row.age_days = photo, ages[photo]
             photo += 1
-        if status == "ok":
+        row.status, row.reason = _face_status(faces, frame_shape, opt, median_width)
+        if row.status == "ok":
             shapes[index] = faces[0].landmarks
-            if row.photo % cfg.decimate:
-                status, reason = DECIMATED, f"decimate = {cfg.decimate}"
+            if not kept_by_decimation[row.photo]:
+                row.status, row.reason = DECIMATED, f"decimate = {cfg.decimate}"
             elif row.photo in cfg.exclude:
-                status, reason = EXCLUDED, "listed in exclude"
+                row.status, row.reason = EXCLUDED, "listed in exclude"
             else:
-                status = KEPT
-        row.status, row.reason = status, reason
+                row.status = KEPT
         rows.append(row)
     return rows, shapes
 
 
-def align_photos(video: Path, rows: list[ManifestRow], quads: dict[int, list[float]], folder: Path,
-                 opt: FetchOptions, thumb_size: int, cfg: VideoConfig, *, progress: bool = True):
-    """Second streaming pass: decode only the frames of ``rows``, align them in worker threads and
-    write ``aligned/<age>.png`` atomically. Yields ``(row, thumbnail)`` as each face is written."""
-    from tqdm import tqdm
+def _scanned_faces(item: dict) -> list[Face]:
+    """The faces a scan recorded for an item, largest first; the first one with its landmarks."""
+    faces = [Face(box=tuple(f["box"]), score=f["score"]) for f in item["faces"]]
+    if faces and item["landmarks"] is not None:
+        faces[0].landmarks = np.asarray(item["landmarks"], dtype=np.float64)
+    return faces
 
-    by_frame: dict[int, list[ManifestRow]] = {}
-    for r in rows:
-        by_frame.setdefault(r.frame, []).append(r)
+
+def _face_status(faces: list[Face], frame_shape: tuple[int, int], opt: FetchOptions,
+                 median_width: float) -> tuple[str, str]:
+    """``("ok", "")`` or the fault of an item's faces (:func:`aging.fetch.align.check_faces`, and
+    a face much smaller than the video's median)."""
+    status, reason = check_faces(faces, frame_shape, min_face_px=opt.min_face_px, similar=opt.similar_faces)
+    if status == "ok" and faces[0].width < opt.min_face_fraction * median_width:
+        return FACE_TOO_SMALL, (f"face {faces[0].width:.0f} px wide, under {opt.min_face_fraction:g} x the video's "
+                                f"median ({median_width:.0f} px)")
+    return status, reason
+
+
+def align_photos(video: Path, faces: list[tuple[ManifestRow, Quad]], folder: Path, cfg: VideoConfig,
+                 opt: FetchOptions, *, thumb_size: int, progress: bool = True):
+    """Second streaming pass: decode only the frames of ``faces`` (rows and their FFHQ squares),
+    align and encode them in worker threads, and write ``folder/<row.file>`` atomically, one file
+    at a time in frame order. Yields ``(row, thumbnail)`` as each face is written (thumbnail None:
+    the square lies outside the frame, nothing written)."""
+    by_frame: dict[int, list[tuple[ManifestRow, Quad]]] = {}
+    for r, quad in faces:
+        by_frame.setdefault(r.frame, []).append((r, quad))
     last = max(by_frame)
+    workers = max(1, opt.workers)
 
-    def job(frame: np.ndarray, r: ManifestRow) -> tuple[ManifestRow, np.ndarray | None]:
-        c = quads[r.age_days]
+    def render(frame: np.ndarray, r: ManifestRow, quad: Quad) -> tuple[ManifestRow, bytes | None, np.ndarray | None]:
         try:
-            face = A.align_face(frame, A.Quad(center=np.array(c[:2]), x=np.array(c[2:])), opt.size)
+            face = align_face(frame, quad, opt.size)
         except ValueError:
-            return r, None
+            return r, None, None
         ok, buf = cv2.imencode(".png", face, [cv2.IMWRITE_PNG_COMPRESSION, opt.png_compression])
         if not ok:
             raise FetchError(f"video {cfg.name!r}: cannot encode a PNG")
-        io.write_bytes(folder / r.file, buf.tobytes())
-        return r, thumbnail(face, thumb_size)
+        return r, buf.tobytes(), thumbnail(face, thumb_size)
+
+    def write(done) -> tuple[ManifestRow, np.ndarray | None]:
+        r, png, thumb = done.result()
+        if png is not None:
+            io.write_bytes(folder / r.file, png)
+        bar.update(1)
+        return r, thumb
 
     pending = []
-    with ThreadPoolExecutor(max_workers=max(1, opt.workers)) as pool, \
-            tqdm(total=len(rows), desc=f"{cfg.name}: align", unit="face", leave=False,
-                 disable=None if progress else True) as bar:
-        for index, frame in prefetch(iter_frames(video, start_time=cfg.start_time, end_time=cfg.end_time,
-                                                 wanted=lambda i: i in by_frame)):
+    frames = prefetch(iter_frames(video, start_time=cfg.start_time, end_time=cfg.end_time,
+                                  wanted=lambda i: i in by_frame))
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            progress_bar(total=len(faces), desc=f"{cfg.name}: align", unit="face", quiet=not progress) as bar:
+        for index, frame in frames:
             if frame is not None:
-                for r in by_frame[index]:
-                    pending.append(pool.submit(job, frame, r))
-            while len(pending) > 2 * max(1, opt.workers) or (pending and pending[0].done()):
-                out = pending.pop(0).result()
-                bar.update(1)
-                yield out
+                pending += [pool.submit(render, frame, r, quad) for r, quad in by_frame[index]]
+            while len(pending) > 2 * workers or (pending and pending[0].done()):
+                yield write(pending.pop(0))
             if index >= last:
                 break
-        for fut in pending:
-            out = fut.result()
-            bar.update(1)
-            yield out
+        for done in pending:
+            yield write(done)
 
 
 def _probe(video: Path) -> VideoInfo:
