@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-from collections import Counter
 import sys
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from aging.devices import resolve_device  # noqa: E402
 from aging.encode.losses import ImageLoss, working_resolution  # noqa: E402
-from aging.encode.projector import (DEFAULT_LR_AFTER_FIRST, DEFAULT_MIN_CHAIN, DEFAULT_STEPS,  # noqa: E402
-                                    DEFAULT_STEPS_AFTER_FIRST, HEADS, project, project_sequence, w_stats)
+from aging.encode.options import HEADS, ProjectOptions, SequenceOptions  # noqa: E402
+from aging.encode.projector import project, project_sequence, w_stats  # noqa: E402
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.networks import Generator  # noqa: E402
 from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
+
+SEQUENCE = SequenceOptions()  # the toolkit's defaults
 
 PRESETS = {
     "ffhq": dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512, num_fp16_res=4,
@@ -74,16 +78,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reference-batch", type=int, default=0, metavar="K",
                    help="Also encode every photo in the study's setting, K at a time (the same independent "
                         "optimisation per photo, not timed), to compare the losses over all photos [0: off].")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Toolkit: steps of the chains' first photos.")
-    p.add_argument("--steps-after-first", type=int, default=DEFAULT_STEPS_AFTER_FIRST, help="Toolkit: steps of warm-started batches.")
-    p.add_argument("--batch", type=int, default=16, help="Toolkit batch size.")
-    p.add_argument("--heads", choices=HEADS, default="best", help="Toolkit: where the chains' first photos start.")
-    p.add_argument("--chain-length", type=int, default=None, help="Toolkit: at most this many photos per chain.")
-    p.add_argument("--min-chain", type=int, default=DEFAULT_MIN_CHAIN,
+    p.add_argument("--steps", type=int, default=SEQUENCE.project.steps,
+                   help="Toolkit: steps of the chains' first photos.")
+    p.add_argument("--steps-after-first", type=int, default=SEQUENCE.steps_after_first,
+                   help="Toolkit: steps of warm-started batches.")
+    p.add_argument("--batch", type=int, default=SEQUENCE.batch, help="Toolkit batch size.")
+    p.add_argument("--heads", choices=HEADS, default=SEQUENCE.heads,
+                   help="Toolkit: where the chains' first photos start.")
+    p.add_argument("--chain-length", type=int, default=SEQUENCE.chain_length,
+                   help="Toolkit: at most this many photos per chain.")
+    p.add_argument("--min-chain", type=int, default=SEQUENCE.min_chain,
                    help="Toolkit: fewer chains than the batch where they would be shorter than this.")
-    p.add_argument("--lr-after-first", type=float, default=DEFAULT_LR_AFTER_FIRST,
+    p.add_argument("--lr-after-first", type=float, default=SEQUENCE.lr_after_first,
                    help="Toolkit: peak lr of warm-started photos.")
-    p.add_argument("--smooth", type=float, default=0.0, help="Toolkit: temporal smoothness weight.")
+    p.add_argument("--smooth", type=float, default=SEQUENCE.project.smooth, help="Toolkit: temporal smoothness weight.")
     p.add_argument("--loss-resolution", type=int, default=None, help="Working resolution [256 or the generator's].")
     p.add_argument("--no-amp", action="store_true", help="Toolkit setting in float32 even on CUDA.")
     p.add_argument("--motion", type=float, default=0.3,
@@ -120,14 +128,29 @@ def time_lapse(G, n: int, w_std: float, *, motion: float, seed: int) -> torch.Te
     return torch.cat([G.synthesis(ws[i:i + 8]) for i in range(0, n, 8)]).cpu()  # [n, 3, R, R]
 
 
+def study_options(args) -> ProjectOptions:
+    """The study's setting: ``--study-steps`` per photo from the mean, float32 (the batch is 1)."""
+    return ProjectOptions(steps=args.study_steps)
+
+
+def defaults_options(args, amp: bool) -> SequenceOptions:
+    """The toolkit's defaults, with the command line's changes."""
+    project = replace(SEQUENCE.project, steps=args.steps, smooth=args.smooth, fp16=amp)
+    return replace(SEQUENCE, project=project, batch=args.batch, init="previous", heads=args.heads,
+                   chain_length=args.chain_length, min_chain=args.min_chain, steps_after_first=args.steps_after_first,
+                   lr_after_first=args.lr_after_first, seed=args.seed)
+
+
 def run_study(G, targets, idx, loss, args, w_std, device) -> dict:
-    project(G, targets[idx[:1]], loss=loss, steps=3, w_std=w_std)  # warm-up (kernels, allocator)
+    options = study_options(args)
+    # warm-up (kernels, allocator)
+    project(G, targets[idx[:1]], loss=loss, options=replace(options, steps=3), w_std=w_std)
     sync(device)
     reset_peak(device)
     losses = []
     t0 = time.perf_counter()
     for i in idx:
-        proj = project(G, targets[i:i + 1], loss=loss, steps=args.study_steps, w_std=w_std)
+        proj = project(G, targets[i:i + 1], loss=loss, options=options, w_std=w_std)
         losses.append(float(proj.losses["total"][0]))
     sync(device)
     sec = time.perf_counter() - t0
@@ -139,16 +162,14 @@ def run_study(G, targets, idx, loss, args, w_std, device) -> dict:
 
 
 def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
-    project(G, targets[:args.batch], loss=loss, steps=3, w_std=w_std, fp16=amp)  # warm-up
+    options = defaults_options(args, amp)
+    project(G, targets[:args.batch], loss=loss, options=replace(options.project, steps=3), w_std=w_std)  # warm-up
     sync(device)
     reset_peak(device)
     losses, batch_steps, photo_steps, batches, head_init = {}, 0, 0, [], {}
     ws = torch.zeros(len(targets), G.num_ws, G.w_dim)
     t0 = time.perf_counter()
-    for idx, proj in project_sequence(G, targets, loss=loss, batch=args.batch, init="previous", heads=args.heads,
-                                      chain_length=args.chain_length, min_chain=args.min_chain, steps=args.steps,
-                                      steps_after_first=args.steps_after_first, lr_after_first=args.lr_after_first,
-                                      smooth=args.smooth, w_std=w_std, fp16=amp, seed=args.seed):
+    for idx, proj in project_sequence(G, targets, loss=loss, options=options, w_std=w_std):
         losses.update(zip(idx, (float(v) for v in proj.losses["total"].cpu())))
         if proj.info["init"] != "previous":  # how each chain's first photo ended up started
             init = proj.info["init"]
@@ -179,7 +200,7 @@ def run_reference(G, targets, loss, args, w_std, defaults) -> dict:
     losses = torch.zeros(n)
     ws = torch.zeros(n, G.num_ws, G.w_dim)
     for a in range(0, n, args.reference_batch):
-        proj = project(G, targets[a:a + args.reference_batch], loss=loss, steps=args.study_steps, w_std=w_std)
+        proj = project(G, targets[a:a + args.reference_batch], loss=loss, options=study_options(args), w_std=w_std)
         losses[a:a + len(proj)] = proj.losses["total"].float().cpu()
         ws[a:a + len(proj)] = proj.ws.cpu()
     ours = torch.tensor([defaults["losses"][i] for i in range(n)])
@@ -203,8 +224,7 @@ def step_rms(ws: torch.Tensor, w_std: float, at: list[int] | None = None) -> flo
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = resolve_device(args.device)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

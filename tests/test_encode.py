@@ -5,6 +5,7 @@ range of real photos; its targets are images G(w) of known latents.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,24 @@ from click.testing import CliRunner
 from PIL import Image
 
 from aging.cli.encode import encode
+from aging.encode import chains as ch
 from aging.encode import pipeline as pl
 from aging.encode import projector as pj
 from aging.encode.losses import ImageLoss, parse_loss, psnr
+from aging.encode.options import ProjectOptions, SequenceOptions
+from aging.stylegan import to_uint8
 from aging.stylegan.checkpoints import save_generator
 from tests.tiny import photo_generator
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
+
+
+def sequence(steps=PROJECT.steps, smooth=0.0, **kw):
+    """SequenceOptions with the projection's ``steps`` and ``smooth`` and the others of ``kw``."""
+    return replace(SEQUENCE, project=replace(PROJECT, steps=steps, smooth=smooth), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +82,7 @@ def test_recovery_psnr_after_default_steps(G, w_std, mse):
         start = G.synthesis(pj.mean_latents(G, 4, "wplus"))
     assert psnr(start, targets).max() < 22  # the mean face is far from every target
     proj = pj.project(G, targets, loss=mse, w_std=w_std)  # default steps, lr, schedule, space
-    assert proj.steps == pj.DEFAULT_STEPS and proj.ws.shape == (4, G.num_ws, G.w_dim)
+    assert proj.steps == PROJECT.steps and proj.ws.shape == (4, G.num_ws, G.w_dim)
     got = psnr(proj.images, targets)
     assert got.min() >= 30, got
     assert torch.allclose(got, proj.info["psnr"])
@@ -81,26 +92,26 @@ def test_recovery_psnr_after_default_steps(G, w_std, mse):
 
 
 def test_plan_chains():
-    assert pj.plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
-    assert pj.plan_chains(9, 3) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
-    assert pj.plan_chains(2, 4) == [[0], [1]]
-    assert pj.plan_chains(0, 4) == []
-    chains = pj.plan_chains(780, 16)
+    assert ch.plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert ch.plan_chains(9, 3) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert ch.plan_chains(2, 4) == [[0], [1]]
+    assert ch.plan_chains(0, 4) == []
+    chains = ch.plan_chains(780, 16)
     assert len(chains) == 16 and sum(map(len, chains)) == 780 and chains[-1][-1] == 779
     # max_length: more chains than the batch when the batch's chains would be too long
-    assert pj.plan_chains(8, 2, max_length=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
-    assert pj.plan_chains(8, 3, max_length=5) == pj.plan_chains(8, 3)
-    chains = pj.plan_chains(780, 16, max_length=20)
+    assert ch.plan_chains(8, 2, max_length=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert ch.plan_chains(8, 3, max_length=5) == ch.plan_chains(8, 3)
+    chains = ch.plan_chains(780, 16, max_length=20)
     assert len(chains) == 39 and max(map(len, chains)) == 20 and sum(map(len, chains)) == 780
     with pytest.raises(ValueError):
-        pj.plan_chains(8, 2, max_length=0)
+        ch.plan_chains(8, 2, max_length=0)
     # the CLI's --min-chain default is the library's
-    assert next(o.default for o in encode.params if o.name == "min_chain") == pj.DEFAULT_MIN_CHAIN
+    assert next(o.default for o in encode.params if o.name == "min_chain") == SEQUENCE.min_chain
     # min_length: fewer chains than the batch rather than chains too short to pay for their heads
-    assert pj.plan_chains(8, 3, min_length=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert pj.plan_chains(12, 16, min_length=8) == [list(range(12))]
-    assert len(pj.plan_chains(780, 16, min_length=8)) == 16
-    assert pj.plan_chains(8, 3, max_length=2, min_length=4) == pj.plan_chains(8, 4)  # max_length wins
+    assert ch.plan_chains(8, 3, min_length=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert ch.plan_chains(12, 16, min_length=8) == [list(range(12))]
+    assert len(ch.plan_chains(780, 16, min_length=8)) == 16
+    assert ch.plan_chains(8, 3, max_length=2, min_length=4) == ch.plan_chains(8, 4)  # max_length wins
 
 
 def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse):
@@ -109,8 +120,8 @@ def test_previous_init_needs_a_third_of_the_steps_and_is_smoother(G, w_std, mse)
         targets = G.synthesis(slow_sequence(G, n, w_std))
 
     def run(init, after, smooth=0.0, heads="best"):
-        out = list(pj.project_sequence(G, targets, loss=mse, batch=batch, init=init, heads=heads, steps=steps,
-                                       steps_after_first=after, w_std=w_std, smooth=smooth, min_chain=1))
+        options = sequence(steps, smooth, batch=batch, init=init, heads=heads, steps_after_first=after, min_chain=1)
+        out = list(pj.project_sequence(G, targets, loss=mse, options=options, w_std=w_std))
         ws = torch.zeros(n, G.num_ws, G.w_dim)
         loss = torch.zeros(n)
         for idx, p in out:
@@ -156,21 +167,22 @@ def test_warm_start_continues_from_given_starts(G, w_std, mse):
     """``starts`` and ``root`` resume chains: continuing from finished photos repeats the run exactly."""
     with torch.no_grad():
         targets = G.synthesis(slow_sequence(G, 4, w_std))
-    kw = dict(loss=mse, batch=2, steps=20, steps_after_first=5, w_std=w_std, heads="root", min_chain=1)
+    kw = dict(loss=mse, options=sequence(20, batch=2, steps_after_first=5, heads="root", min_chain=1), w_std=w_std)
     full = {tuple(idx): p for idx, p in pj.project_sequence(G, targets, **kw)}
     assert list(full) == [(0,), (2,), (1, 3)]
     root = full[(0,)].latents[0]
-    head = list(pj.project_sequence(G, targets, chains=[[2]], starts=[None], root=root, **kw))
+    head = list(pj.project_sequence(G, targets, plan=ch.ChainPlan([[2]], starts=[None], root=root), **kw))
     assert [i for i, _ in head] == [[2]] and head[0][1].info["init"] == "head"
     torch.testing.assert_close(head[0][1].ws, full[(2,)].ws, rtol=0, atol=0)
-    rest = list(pj.project_sequence(G, targets, chains=[[1], [3]], starts=[root, head[0][1].latents[0]], **kw))
+    rest = list(pj.project_sequence(G, targets, plan=ch.ChainPlan([[1], [3]], starts=[root, head[0][1].latents[0]]),
+                                    **kw))
     assert [i for i, _ in rest] == [[1, 3]] and rest[0][1].steps == 5
     torch.testing.assert_close(rest[0][1].ws, full[(1, 3)].ws, rtol=0, atol=0)
 
 
 def test_w_space_is_one_w_per_photo(G, w_std, mse):
     targets = G.synthesis(random_ws(G, 2, seed=5)[:, :1].expand(-1, G.num_ws, -1))
-    proj = pj.project(G, targets, loss=mse, space="w", steps=60, w_std=w_std)
+    proj = pj.project(G, targets, loss=mse, options=replace(PROJECT, space="w", steps=60), w_std=w_std)
     assert proj.latents.shape == (2, G.w_dim)
     assert (proj.ws == proj.ws[:, :1]).all()
     assert (proj.history[-1] < proj.history[0]).all()
@@ -195,7 +207,8 @@ def test_z_space_with_stochastic_clipping_stays_inside(G, w_std, mse):
     def watch(step, per_photo):
         seen.append(per_photo.clone())
 
-    proj = pj.project(G, targets, loss=mse, space="z", clip=k, steps=40, lr=0.1, w_std=w_std,
+    z_space = replace(PROJECT, space="z", clip=k, steps=40, lr=0.1)
+    proj = pj.project(G, targets, loss=mse, options=z_space, w_std=w_std,
                       generator=torch.Generator().manual_seed(0), callback=watch)
     assert proj.latents.shape == (3, G.z_dim) and len(seen) == 40
     assert proj.latents.abs().max() <= k
@@ -203,7 +216,7 @@ def test_z_space_with_stochastic_clipping_stays_inside(G, w_std, mse):
         torch.testing.assert_close(proj.ws, G.mapping(proj.latents))
     assert (proj.losses["total"] < proj.history[0]).all()  # gradients reach z through the mapping
     # without the bound the same optimisation leaves [-k, k]: the clipping is what keeps it inside
-    free = pj.project(G, targets, loss=mse, space="z", clip=50.0, steps=40, lr=0.1, w_std=w_std,
+    free = pj.project(G, targets, loss=mse, options=replace(z_space, clip=50.0), w_std=w_std,
                       generator=torch.Generator().manual_seed(0))
     assert free.latents.abs().max() > k
 
@@ -221,8 +234,9 @@ def test_batch_halves_on_out_of_memory(G, w_std, mse, monkeypatch):
     monkeypatch.setattr(pj, "project", fake)
     targets = G.synthesis(random_ws(G, 6, seed=2))
     halved = []
-    out = list(pj.project_sequence(G, targets, loss=mse, batch=4, heads="mean", min_chain=1, steps=3,
-                                   steps_after_first=2, w_std=w_std, on_oom=lambda old, new: halved.append((old, new))))
+    options = sequence(3, batch=4, heads="mean", min_chain=1, steps_after_first=2)
+    out = list(pj.project_sequence(G, targets, loss=mse, options=options, w_std=w_std,
+                                   on_oom=lambda old, new: halved.append((old, new))))
     assert halved == [(4, 2)]
     # chains [0, 1], [2, 3], [4, 5]: the three heads (from the mean, one batch) fail, so 2, then
     # 1; then the chains' next photos at the smaller size
@@ -235,7 +249,7 @@ def test_batch_halves_on_out_of_memory(G, w_std, mse, monkeypatch):
 
     monkeypatch.setattr(pj, "project", broken)
     with pytest.raises(RuntimeError, match="something else"):  # only out-of-memory is handled
-        list(pj.project_sequence(G, targets, loss=mse, batch=8, steps=3, w_std=w_std))
+        list(pj.project_sequence(G, targets, loss=mse, options=sequence(3, batch=8), w_std=w_std))
 
 
 def test_parse_loss():
@@ -253,18 +267,19 @@ def test_parse_loss():
 def write_photos(G, folder: Path, n, w_std, *, first_age=7000, step=10):
     folder.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        frames = pl.to_uint8(G.synthesis(slow_sequence(G, n, w_std)))
+        frames = to_uint8(G.synthesis(slow_sequence(G, n, w_std)))
     ages = [first_age + step * k for k in range(n)]
     for age, frame in zip(ages, frames):
         Image.fromarray(frame).save(folder / f"{age}.png")
     return ages
 
 
-def run_kw(**kw):
-    base = dict(steps=30, steps_after_first=10, batch=3, min_chain=1, space="wplus", init="previous", lr=0.2, seed=4,
-                progress=False)
-    base.update(kw)
-    return base
+def run_kw(space="wplus", heads="best", steps=30, steps_after_first=10, batch=3, dist=(0, 1)):
+    """Keyword arguments of ``encode_photos``: a short run, no progress bar."""
+    project = replace(PROJECT, steps=steps, space=space, lr=0.2)
+    options = replace(SEQUENCE, project=project, steps_after_first=steps_after_first, batch=batch, min_chain=1,
+                      init="previous", heads=heads, seed=4)
+    return dict(options=options, dist=dist, progress=False)
 
 
 @pytest.mark.parametrize("space,kill_after,heads", [("wplus", 1, "best"), ("wplus", 2, "best"), ("z", 2, "best"),
@@ -286,15 +301,19 @@ def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_st
 
     monkeypatch.setattr(aging.io, "save_npy", counting_save)
     batches = []
+    real_append = aging.io.append_lines
 
-    def kill(batch_ages):
-        batches.append(batch_ages)
+    def append_then_kill(path, lines):  # a batch's log lines are its last write
+        real_append(path, lines)
+        batches.append([json.loads(line)["age_days"] for line in lines])
         if len(batches) == kill_after:
             raise KeyboardInterrupt("killed")
 
     part = pl.find_photos(tmp_path / "subj", out=tmp_path / "part")
+    monkeypatch.setattr(aging.io, "append_lines", append_then_kill)
     with pytest.raises(KeyboardInterrupt):
-        pl.encode_photos(G, part, loss=mse, on_batch=kill, **run_kw(space=space, heads=heads))
+        pl.encode_photos(G, part, loss=mse, **run_kw(space=space, heads=heads))
+    monkeypatch.setattr(aging.io, "append_lines", real_append)
     # chains [0, 1, 2], [3, 4, 5], [6, 7]. heads="mean": the three heads in one batch from the
     # mean, then the second photo of each chain; "root": the first head alone, then the other
     # heads from its latent; "best": as root, each of those from the mean too, the better kept
@@ -352,10 +371,10 @@ def test_ranks_write_only_their_share(G, w_std, mse, tmp_path):
     ages = write_photos(G, tmp_path / "subj", 5, w_std)  # a plain folder of photos
     photos = pl.find_photos(tmp_path / "subj")
     assert photos.source == tmp_path / "subj" and photos.ages == ages
-    s1 = pl.encode_photos(G, photos, loss=mse, rank=1, world=2, **run_kw(steps=5, steps_after_first=2, batch=1))
+    s1 = pl.encode_photos(G, photos, loss=mse, **run_kw(steps=5, steps_after_first=2, batch=1, dist=(1, 2)))
     assert s1["share"] == [3, 5]
     assert sorted(p.name for p in (tmp_path / "subj" / "latents").iterdir()) == [f"{a}.npy" for a in ages[3:]]
-    s0 = pl.encode_photos(G, photos, loss=mse, rank=0, world=2, **run_kw(steps=5, steps_after_first=2, batch=1))
+    s0 = pl.encode_photos(G, photos, loss=mse, **run_kw(steps=5, steps_after_first=2, batch=1, dist=(0, 2)))
     assert s0["share"] == [0, 3] and s0["encoded"] == 3
     log = pl.read_log(tmp_path / "subj" / pl.LOG_NAME)
     assert sorted(log) == ages

@@ -169,9 +169,9 @@ def test_projection_and_cli_with_perceptual_loss(weights, tmp_path):
     from PIL import Image
 
     from aging.cli.encode import encode
-    from aging.encode.pipeline import to_uint8
+    from aging.encode.options import ProjectOptions
     from aging.encode.projector import project
-    from aging.stylegan import Generator
+    from aging.stylegan import Generator, to_uint8
     from aging.stylegan.checkpoints import save_generator
 
     torch.manual_seed(0)
@@ -181,7 +181,7 @@ def test_projection_and_cli_with_perceptual_loss(weights, tmp_path):
         G.mapping.w_avg.copy_(G.mapping(torch.randn(256, 16))[:, 0].mean(0))
         targets = G.synthesis(G.mapping(torch.randn(2, 16), truncation_psi=0.7))
     loss = ImageLoss("lpips-vgg", resolution=32, vgg=V.load_vgg16(weights[0]))
-    proj = project(G, targets, loss=loss, steps=15, w_std=1.0)
+    proj = project(G, targets, loss=loss, options=ProjectOptions(steps=15), w_std=1.0)
     assert (proj.losses["lpips-vgg"] < 0.8 * proj.history[0]).all()
 
     save_generator(G, tmp_path / "gen")

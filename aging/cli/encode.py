@@ -1,17 +1,21 @@
-"""CLI of the encode stage: ``encode`` (aligned photos -> W+ latents)."""
+"""CLI of the encode stage: ``encode`` (aligned photos -> W+ latents).
+
+The defaults of the options are those of :class:`~aging.encode.options.ProjectOptions` and
+:class:`~aging.encode.options.SequenceOptions` (the command builds one from them)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
 from aging.cli.common import FiniteFloat, user_error
+from aging.devices import DEVICE_HELP
+from aging.encode.options import HEADS, INITS, SPACES, ProjectOptions, SequenceOptions
 
-SPACES = click.Choice(["wplus", "w", "z"])
-INITS = click.Choice(["mean", "previous"])
-HEADS = click.Choice(["best", "mean", "root"])
+PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 
 
 @click.command()
@@ -20,24 +24,25 @@ HEADS = click.Choice(["best", "mean", "root"])
               help="Generator: a checkpoint path (.pkl or the project's format) or a downloaded registry name.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Where latents/, recon/ and encode.jsonl go [default: DATA].")
-@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=PROJECT.steps, show_default=True,
               help="Adam steps of photos started from the mean (and of the chains' first photos).")
-@click.option("--steps-after-first", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Steps of a photo started from the previous photo's latent (--init previous).")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--steps-after-first", type=click.IntRange(min=1), default=SEQUENCE.steps_after_first,
+              show_default=True, help="Steps of a photo started from the previous photo's latent (--init previous).")
+@click.option("--batch", type=click.IntRange(min=1), default=SEQUENCE.batch, show_default=True,
               help="Photos optimised together; with --init previous, the number of chains (halved on CUDA OOM).")
-@click.option("--space", type=SPACES, default="wplus", show_default=True,
+@click.option("--space", type=click.Choice(SPACES), default=PROJECT.space, show_default=True,
               help="wplus: one w per layer; w: one w; z: mapping input with stochastic clipping.")
-@click.option("--init", type=INITS, default="previous", show_default=True,
+@click.option("--init", type=click.Choice(INITS), default=SEQUENCE.init, show_default=True,
               help="mean: every photo from the average w; previous: each photo from the previous photo's latent.")
-@click.option("--heads", type=HEADS, default="best", show_default=True,
+@click.option("--heads", type=click.Choice(HEADS), default=SEQUENCE.heads, show_default=True,
               help="--init previous, the chains' first photos: from the first photo's latent (root: small jumps where "
                    "chains meet), from the average w (mean: each as good as an independent encoding, one batch), "
                    "or both, keeping the lower loss (best).")
-@click.option("--chain-length", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="--init previous: at most N photos per chain (more chains than --batch, each first photo "
-                   "from scratch: slower, closer to the losses of independent encodings); 0: --batch chains.")
-@click.option("--min-chain", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
+@click.option("--chain-length", type=click.IntRange(min=0), default=SEQUENCE.chain_length or 0, show_default=True,
+              metavar="N", help="--init previous: at most N photos per chain (more chains than --batch, each first "
+                                "photo from scratch: slower, closer to the losses of independent encodings); 0: "
+                                "--batch chains.")
+@click.option("--min-chain", type=click.IntRange(min=1), default=SEQUENCE.min_chain, show_default=True, metavar="N",
               help="--init previous: fewer chains than --batch where they would have fewer than N photos (a chain's "
                    "first photo costs a full --steps projection, two with --heads best).")
 @click.option("--loss", "loss_spec", default="lpips-vgg", show_default=True, metavar="TERMS",
@@ -46,20 +51,21 @@ HEADS = click.Choice(["best", "mean", "root"])
               help="torchvision-format vgg16 state dict [default: $AGING_CACHE/vgg16.pth].")
 @click.option("--resolution", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Working resolution of the losses [default: 256, or the generator's if smaller].")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.2, show_default=True, help="Peak learning rate (w: in units of the std of w).")
-@click.option("--lr-after-first", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True,
-              help="Peak learning rate of warm-started photos (small: they start close).")
-@click.option("--smooth", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="WEIGHT",
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=PROJECT.lr, show_default=True,
+              help="Peak learning rate (w: in units of the std of w).")
+@click.option("--lr-after-first", type=FiniteFloat(min=0, min_open=True), default=SEQUENCE.lr_after_first,
+              show_default=True, help="Peak learning rate of warm-started photos (small: they start close).")
+@click.option("--smooth", type=FiniteFloat(min=0), default=PROJECT.smooth, show_default=True, metavar="WEIGHT",
               help="Temporal smoothness: squared W+ step from the previous photo's latent.")
-@click.option("--mean-reg", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="WEIGHT",
+@click.option("--mean-reg", type=FiniteFloat(min=0), default=PROJECT.mean_reg, show_default=True, metavar="WEIGHT",
               help="Pull every W+ layer toward the photo's mean w.")
-@click.option("--clip", type=FiniteFloat(min=0, min_open=True), default=3.0, show_default=True, help="z space: stochastic clipping bound k.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--clip", type=FiniteFloat(min=0, min_open=True), default=PROJECT.clip, show_default=True,
+              help="z space: stochastic clipping bound k.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--fp16", "--amp", "fp16", is_flag=True, help="Mixed precision on CUDA (synthesis and VGG16).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=SEQUENCE.seed, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(data, generator, out, steps, steps_after_first, batch, space, init, heads, chain_length, min_chain,
-           loss_spec, vgg_weights, resolution, lr, lr_after_first, smooth, mean_reg, clip, device, fp16, seed, quiet):
+def encode(data, **values):
     """Project a subject's aligned photos into the generator's latent space.
 
     Reads the photos that DATA/<subject>/manifest.csv keeps (aligned/<age_days>.png, as
@@ -76,80 +82,102 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
       aging encode data/anna -g G.pkl --vgg-weights vgg16-397923af.pth --fp16 --smooth 0.01
       aging encode my_photos/ -g G.pkl --loss mse --init mean --batch 1 -o runs/study_encode
       torchrun --nproc-per-node 4 -m aging encode data/anna -g G.pkl --fp16    # 4 GPUs, one share each
+    \f
+    ``values``: the options by name; those of ProjectOptions and SequenceOptions make the run's
+    SequenceOptions, the others (inputs, loss, device, -q) stay.
     """
     import sys
 
-    from aging.encode.losses import needs_vgg, parse_loss, working_resolution
-    from aging.encode.pipeline import dist_env, encode_photos, find_photos
-    from aging.encode.vgg import find_weights, load_vgg16
-    from aging.errors import AgingError
-
-    try:
-        terms = parse_loss(loss_spec)
-    except ValueError as exc:
-        raise click.ClickException(f"--loss: {exc}") from None
-    if out is not None and out.exists() and not out.is_dir():
-        raise click.ClickException(f"--out {out}: not a folder")
-    try:
-        rank, world, local_rank = dist_env()
-        photos = find_photos(data, out)
-        vgg_path = find_weights(vgg_weights) if needs_vgg(terms) else None
-    except AgingError as exc:
-        raise user_error(exc) from None
-
     import torch
 
-    from aging.encode.losses import ImageLoss
-    from aging.stylegan import load_generator
+    from aging.encode.pipeline import RunRecord, encode_photos
+    from aging.errors import AgingError
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and world > 1:
-        device = f"cuda:{local_rank}"
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        raise click.ClickException(f"--device {device}: not a device (use cpu, cuda, cuda:N or auto)") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.ClickException(f"--device {device}: CUDA is not available on this machine")
-    try:
-        G = load_generator(generator, device=device)
-    except AgingError as exc:  # CheckpointError, WeightsError: one line naming the file
-        raise user_error(exc) from None
-    try:
-        res = working_resolution(G.img_resolution, resolution)
-    except ValueError as exc:
-        raise click.ClickException(f"--resolution: {exc}") from None
-    try:
-        vgg = load_vgg16(vgg_path, device=device) if vgg_path is not None else None
-        loss = ImageLoss(terms, resolution=res, vgg=vgg, amp=fp16)
-    except AgingError as exc:
-        raise user_error(exc) from None
-    except ValueError as exc:
-        raise click.ClickException(f"--loss {loss_spec}: {exc}") from None
-    if fp16 and not device.startswith("cuda"):
-        click.echo("note: --fp16 has no effect on the CPU", err=True)
-
-    # recorded with the options of every run that encodes photos (see aging.encode.pipeline)
-    record = dict(generator=str(generator), vgg_weights=str(vgg_path) if vgg_path else None, device=device)
-    torch.manual_seed(seed)
+    values["chain_length"] = values["chain_length"] or None  # 0: no limit
+    run = _setup(data, values)  # the options that are not SequenceOptions' stay in values
+    record = RunRecord(generator=str(values["generator"]), vgg_weights=str(run.vgg_path) if run.vgg_path else None,
+                       argv=tuple(sys.argv[1:]))
+    torch.manual_seed(run.options.seed)
     t0 = time.perf_counter()
     try:
-        summary = encode_photos(G, photos, loss=loss, steps=steps, steps_after_first=steps_after_first, batch=batch,
-                                space=space, init=init, heads=heads, chain_length=chain_length or None,
-                                min_chain=min_chain, lr=lr,
-                                lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, fp16=fp16,
-                                seed=seed, rank=rank, world=world, progress=not quiet, record=record,
-                                argv=sys.argv[1:], echo=lambda msg: click.echo(msg, err=True))
+        summary = encode_photos(run.G, run.photos, loss=run.loss, options=run.options, dist=(run.rank, run.world),
+                                record=record, progress=not values["quiet"], echo=lambda msg: click.echo(msg, err=True))
     except AgingError as exc:
         raise user_error(exc) from None
     except OSError as exc:  # the output folder cannot be written (permissions, disk full): say where
         if exc.filename is None:
             raise
         raise click.ClickException(f"{exc.filename}: cannot write ({exc.strerror or exc})") from None
-    who = f"rank {rank}/{world}: " if world > 1 else ""
+    _report(summary, run, values["loss_spec"], time.perf_counter() - t0)
+
+
+class _Run(NamedTuple):
+    """What a checked command line gives the run."""
+
+    options: SequenceOptions
+    photos: object  # PhotoSet
+    G: object  # Generator
+    loss: object  # ImageLoss
+    vgg_path: Path | None
+    rank: int
+    world: int
+
+
+def _setup(data: Path, values: dict) -> _Run:
+    """Check the command line and load the generator and the loss, the cheapest mistakes first;
+    every mistake one line (the SequenceOptions' fields are taken out of ``values``)."""
+    from aging.devices import resolve_device
+    from aging.encode.losses import needs_vgg, parse_loss
+    from aging.encode.options import from_values
+    from aging.encode.pipeline import dist_env, find_photos
+    from aging.encode.vgg import find_weights
+    from aging.errors import AgingError
+
+    try:
+        terms = parse_loss(values["loss_spec"])
+    except ValueError as exc:
+        raise click.ClickException(f"--loss: {exc}") from None
+    out = values["out"]
+    if out is not None and out.exists() and not out.is_dir():
+        raise click.ClickException(f"--out {out}: not a folder")
+    try:
+        options = from_values(values)
+        rank, world, local_rank = dist_env()
+        photos = find_photos(data, out)
+        vgg_path = find_weights(values["vgg_weights"]) if needs_vgg(terms) else None
+        device = resolve_device(values["device"], local_rank=local_rank if world > 1 else None)
+        G, loss = _load(values, terms, vgg_path, device, options.project.fp16)
+    except AgingError as exc:
+        raise user_error(exc) from None
+    if options.project.fp16 and not device.startswith("cuda"):
+        click.echo("note: --fp16 has no effect on the CPU", err=True)
+    return _Run(options, photos, G, loss, vgg_path, rank, world)
+
+
+def _load(values: dict, terms: dict, vgg_path: Path | None, device: str, fp16: bool):
+    """The generator and the loss (at the working resolution, with VGG16 for perceptual terms)."""
+    from aging.encode.losses import ImageLoss, working_resolution
+    from aging.encode.vgg import load_vgg16
+    from aging.stylegan import load_generator
+
+    G = load_generator(values["generator"], device=device)  # CheckpointError, WeightsError: one line naming the file
+    try:
+        res = working_resolution(G.img_resolution, values["resolution"])
+    except ValueError as exc:
+        raise click.ClickException(f"--resolution: {exc}") from None
+    vgg = load_vgg16(vgg_path, device=device) if vgg_path is not None else None
+    try:
+        return G, ImageLoss(terms, resolution=res, vgg=vgg, amp=fp16)
+    except ValueError as exc:
+        raise click.ClickException(f"--loss {values['loss_spec']}: {exc}") from None
+
+
+def _report(summary: dict, run: _Run, loss_spec: str, seconds: float) -> None:
+    """The chart (rank 0, when photos were encoded) and the one-line summary."""
+    photos = run.photos
+    who = f"rank {run.rank}/{run.world}: " if run.world > 1 else ""
     chart = None
-    if rank == 0 and summary["encoded"]:  # other ranks may still be running: the chart shows what is done
+    if run.rank == 0 and summary["encoded"]:  # other ranks may still be running: the chart shows what is done
         from aging.encode.pipeline import CHART_NAME, encode_report
         from aging.render.charts import plot_encode
 
@@ -163,9 +191,8 @@ def encode(data, generator, out, steps, steps_after_first, batch, space, init, h
                    f"{photos.out / 'latents'}")
         return
     click.echo(f"{who}encoded {summary['encoded']} photo{'s' if summary['encoded'] != 1 else ''} "
-               f"({summary['skipped']} already done) in "
-               f"{time.perf_counter() - t0:.1f} s ({summary['photos_per_s']:.3g} photos/s, final batch "
-               f"{summary['batch']}); mean final {loss_spec} loss {summary['mean_total']:.4g}; "
+               f"({summary['skipped']} already done) in {seconds:.1f} s ({summary['photos_per_s']:.3g} photos/s, "
+               f"final batch {summary['batch']}); mean final {loss_spec} loss {summary['mean_total']:.4g}; "
                f"wrote {photos.out / 'latents'}" + (f" and {chart}" if chart else ""))
 
 

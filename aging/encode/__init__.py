@@ -1,41 +1,16 @@
 """The encode stage: aligned photos -> StyleGAN2 latents, by batched optimisation.
 
-* :mod:`~aging.encode.projector`: :func:`project` (one batch of photos) and
-  :func:`project_sequence` (an age-ordered sequence as chains optimised side by side, each
-  photo warm-started from its predecessor); pure functions with keyword-only hyper-parameters.
+* :mod:`~aging.encode.options`: :class:`~.options.ProjectOptions` and :class:`~.options.SequenceOptions`, the stage's
+  hyper-parameters and the single source of their defaults (no torch needed).
+* :mod:`~aging.encode.projector`: :func:`~.projector.project` (one batch of photos) and
+  :func:`~.projector.project_sequence` (an age-ordered sequence as chains optimised side by side, each
+  photo warm-started from its predecessor); pure functions of their arguments.
+* :mod:`~aging.encode.chains`: which photos form chains, and where a resumed run's chains start.
 * :mod:`~aging.encode.losses`: pixel MSE, VGG16 perceptual and LPIPS-style distances at a
-  working resolution (:class:`ImageLoss`).
+  working resolution (:class:`~.losses.ImageLoss`).
 * :mod:`~aging.encode.vgg`: our own VGG16 ``features`` that loads torchvision-format weights.
 * :mod:`~aging.encode.pipeline`: files (photos in, latents / reconstructions / log out),
   resuming, sharding across ``torchrun`` ranks.
 
-torch is imported on first use of a torch-based name.
+Import names from the submodules; importing this package imports nothing else (torch included).
 """
-
-from __future__ import annotations
-
-import importlib
-
-_LAZY = {
-    "Projection": "aging.encode.projector",
-    "project": "aging.encode.projector",
-    "project_sequence": "aging.encode.projector",
-    "plan_chains": "aging.encode.projector",
-    "w_stats": "aging.encode.projector",
-    "ImageLoss": "aging.encode.losses",
-    "parse_loss": "aging.encode.losses",
-    "VGG16Features": "aging.encode.vgg",
-    "VGGWeightsError": "aging.encode.vgg",
-    "load_vgg16": "aging.encode.vgg",
-    "EncodeError": "aging.encode.pipeline",
-    "encode_photos": "aging.encode.pipeline",
-    "find_photos": "aging.encode.pipeline",
-}
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'aging.encode' has no attribute {name!r}")

@@ -41,7 +41,6 @@ resumed run gives every rank the same share again.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -51,8 +50,12 @@ from typing import Callable
 import numpy as np
 
 from aging import io as aio
-from aging.errors import AgingError, FileFormatError
+from aging.encode.chains import plan_resume
+from aging.encode.options import EncodeError, SequenceOptions, recorded
+from aging.errors import FileFormatError
 from aging.photos import PhotoError, read_photo, subject_photos
+from aging.progress import progress_bar
+from aging.stylegan import to_uint8
 
 LOG_NAME = "encode.jsonl"
 CHART_NAME = "encode.png"
@@ -60,10 +63,6 @@ OPTIONS_NAME = "encode.options.json"
 OPTIONS_FORMAT = "aging.encode.options/1"
 OUTPUT_NAMES = frozenset({CHART_NAME})  # image files this stage writes beside the photos of a plain folder
 KEY_LENGTH = 16  # hex digits of an options key
-
-
-class EncodeError(AgingError, ValueError):
-    """Bad input of the encode stage (one line; names the file or option)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,12 +132,6 @@ class PhotoTargets:
         arrays = [read_photo(p, self.resolution) for p in paths]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()  # [n, 3, r, r]
         return x / 127.5 - 1
-
-
-def to_uint8(images) -> np.ndarray:
-    """``[N, 3, H, W]`` tensor in ``[-1, 1]`` -> uint8 ``[N, H, W, 3]``."""
-    x = (images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5  # [N, 3, H, W]
-    return x.round().byte().permute(0, 2, 3, 1).numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,30 +288,18 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 # The stage
 
 
-def check_options(**values) -> None:
-    """Each value must be a finite number within its bounds (:data:`OPTION_BOUNDS`); raises an
-    :class:`EncodeError` naming the option."""
-    for name, value in values.items():
-        low, strict = OPTION_BOUNDS[name]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-            and (value > low if strict else value >= low)
-        if not ok:
-            raise EncodeError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``encode.options.json`` holds beside the options: the inputs by name (digested with the
+    options, so they are part of the key) and the command line (recorded, not digested)."""
+
+    generator: str | None = None      # the generator as given (path or registry name)
+    vgg_weights: str | None = None    # the VGG16 weights file, for a perceptual loss
+    argv: tuple[str, ...] | None = None
 
 
-# name -> (lower bound, strictly above); the CLI's options have the same bounds
-OPTION_BOUNDS = {"steps": (1, False), "steps_after_first": (1, False), "batch": (1, False),
-                 "min_chain": (1, False), "lr": (0, True), "lr_after_first": (0, True), "smooth": (0, False),
-                 "mean_reg": (0, False), "clip": (0, True), "seed": (0, False)}
-
-
-def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: int, batch: int, space: str,
-                  init: str, lr: float, heads: str = "best", chain_length: int | None = None,
-                  min_chain: int | None = None,
-                  lr_after_first: float = 0.05, smooth: float = 0.0, mean_reg: float = 0.0, clip: float = 3.0,
-                  fp16: bool = False, seed: int = 0, rank: int = 0, world: int = 1, progress: bool = True,
-                  record: dict | None = None, argv: list[str] | None = None,
-                  on_batch: Callable[[list[int]], None] | None = None,
+def encode_photos(G, photos: PhotoSet, *, loss, options: SequenceOptions = SequenceOptions(),
+                  dist: tuple[int, int] = (0, 1), record: RunRecord = RunRecord(), progress: bool = True,
                   echo: Callable[[str], None] | None = None) -> dict:
     """Encode this rank's share of ``photos`` that are not finished; write their files.
 
@@ -328,21 +309,17 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     photos : PhotoSet
     loss : ImageLoss
         Its working resolution is the size photos are read at.
-    steps, steps_after_first, batch, space, init, heads, chain_length, min_chain, lr, lr_after_first, smooth,
-    mean_reg, clip, fp16, seed
-        See :func:`aging.encode.projector.project_sequence` and :func:`~.projector.project`
-        (``min_chain`` None: ``DEFAULT_MIN_CHAIN``). Numbers must be finite and in range
-        (:data:`OPTION_BOUNDS`).
-    rank, world : int
-        This process's share of the photos (see :func:`shard`).
+    options : SequenceOptions
+        See :func:`aging.encode.projector.project_sequence`; recorded (:func:`recorded`) with the
+        loss, the resolution, the world size, the generator's weights digest, the device and
+        ``record``.
+    dist : (rank, world)
+        This process among ``world`` (torchrun's, :func:`dist_env`): it encodes its share of the
+        photos (:func:`shard`).
+    record : RunRecord
+        The inputs by name and the command line, for ``encode.options.json``.
     progress : bool
-        Show a progress bar (only where output is a terminal).
-    record : dict, optional
-        Further options recorded (and digested) with these, e.g. the generator's path, the device.
-    argv : list of str, optional
-        The command line, recorded beside a new entry of ``encode.options.json`` (not digested).
-    on_batch : callable(ages), optional
-        Called after a batch's files are written.
+        Show a progress bar (only where stderr is a terminal, and only on rank 0).
     echo : callable(str), optional
         Where notices go (batch size halved, photos encoded again, ...).
 
@@ -356,81 +333,49 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
     Raises
     ------
     AgingError
-        A bad option, photo or options record, or a batch whose loss is not finite (its photos
-        are named; nothing of that batch is written). Files of earlier batches stay finished.
+        A bad photo or options record, or a batch whose loss is not finite (its photos are named;
+        nothing of that batch is written). Files of earlier batches stay finished.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from aging.encode.projector import DEFAULT_MIN_CHAIN, plan_chains, project_sequence, space_shape, w_stats
-
-    min_chain = DEFAULT_MIN_CHAIN if min_chain is None else min_chain
-    check_options(steps=steps, steps_after_first=steps_after_first, batch=batch, min_chain=min_chain, lr=lr,
-                  lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, seed=seed)
-    if chain_length is not None and chain_length < 1:
-        raise EncodeError(f"chain_length must be None or >= 1, got {chain_length!r}")
-    space_shape(G, space)  # a known space
     echo = echo or (lambda msg: None)
-    out = photos.out
-    lat_dir, rec_dir, z_dir = out / "latents", out / "recon", out / "z"
+    rank, world = dist
     a, b = shard(len(photos), rank, world)
-    remove_temporaries(out, photos.ages[a:b], shared=world == 1)
-    state_of = finished_photos(G, photos, range(a, b), echo=echo)
-    done = [state_of.get(i, True) for i in range(len(photos))]  # other ranks' photos: not ours to judge
-    todo = [i for i in range(a, b) if not done[i]]
-    summary = dict(encoded=0, skipped=(b - a) - len(todo), seconds=0.0, photos_per_s=0.0, mean_total=None,
-                   batch=batch, share=[a, b], options=None)
-    if not todo:
-        return summary
-    res = loss.resolution
-    for i in todo:  # fail before any work on a bad photo or a damaged options record
-        check_photo(photos.paths[i], res)
-    read_options(out)
+    remove_temporaries(photos.out, photos.ages[a:b], shared=world == 1)
+    finished = finished_photos(G, photos, range(a, b), echo=echo)
+    done = [finished[i] for i in range(a, b)]
+    todo = [a + k for k, d in enumerate(done) if not d]
+    writer = _BatchWriter(photos, options, dist)
+    if todo:
+        for i in todo:  # fail before any work on a bad photo or a damaged options record
+            check_photo(photos.paths[i], loss.resolution)
+        read_options(photos.out)
+        writer.prepare(_recorded_options(G, loss, options, world, record), record.argv)
+        space = options.project.space
+        plan = plan_resume(done, options, lambda i: _load_start(G, photos.ages[i], space, photos.out), first=a,
+                           keys=photos.ages)
+        _encode(G, photos, loss=loss, plan=plan, writer=writer, progress=progress and rank == 0, echo=echo)
+    return writer.summary(skipped=len(done) - len(todo), share=[a, b])
 
+
+def _recorded_options(G, loss, options: SequenceOptions, world: int, record: RunRecord) -> dict:
+    """The options digested into the run's key (see the module docstring)."""
     from aging.stylegan.checkpoints import state_digest
 
-    options = dict(steps=steps, steps_after_first=steps_after_first, batch=batch, space=space, init=init,
-                   heads=heads, chain_length=chain_length, min_chain=min_chain, loss=dict(loss.terms),
-                   resolution=res, lr=lr, lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg,
-                   clip=clip, fp16=fp16, seed=seed, world_size=world, generator_sha256=state_digest(G),
-                   **(record or {}))
-    key = options_key(options)
-    for d in (lat_dir, rec_dir) + ((z_dir,) if space == "z" else ()):
-        d.mkdir(parents=True, exist_ok=True)
+    return dict(recorded(options), loss=dict(loss.terms), resolution=loss.resolution, world_size=world,
+                generator_sha256=state_digest(G), device=str(G.w_avg.device), generator=record.generator,
+                vgg_weights=record.vgg_weights)
 
+
+def _encode(G, photos: PhotoSet, *, loss, plan, writer: _BatchWriter, progress: bool, echo) -> None:
+    """Project the photos of ``plan`` and write each batch as it comes (with a progress bar)."""
+    from aging.encode.projector import project_sequence, w_stats
+
+    desc = f"encode {photos.out.name}" + (f" [rank {writer.rank}]" if writer.world > 1 else "")
+    bar = progress_bar(total=sum(map(len, plan.chains)), unit="photo", desc=desc, quiet=not progress)
     w_std = w_stats(G)[1]
-    # The share's chains are planned over all its photos (finished or not), so a resumed run
-    # continues every chain from its last finished photo, in the same batches.
-    chains, starts, offsets = [], [], []
-    for chain in plan_chains(b - a, batch, chain_length, min_chain):
-        chain = [a + k for k in chain]
-        for pos, i in enumerate(chain):
-            if done[i]:
-                continue
-            if chains and chains[-1][-1] == i - 1 and pos > 0:
-                chains[-1].append(i)
-                continue
-            start = None
-            if init == "previous" and pos > 0:  # the finished photo just before, same chain
-                start = _load_start(G, photos.ages[i - 1], space, lat_dir, z_dir)
-            chains.append([i])
-            starts.append(start)
-            offsets.append(pos if init == "previous" else 0)
-
-    root = None  # heads "root"/"best": the first head's latent, from which the other heads start (see project_sequence)
-    if (init == "previous" and heads != "mean" and done[a]
-            and any(c[0] != a and starts[k] is None for k, c in enumerate(chains))):
-        root = _load_start(G, photos.ages[a], space, lat_dir, z_dir)
-
-    t_start = time.perf_counter()
-    totals: list[float] = []
-    state = dict(batch=batch)
-    desc = f"encode {photos.out.name}" + (f" [rank {rank}]" if world > 1 else "")
-    bar = tqdm(total=len(todo), unit="photo", desc=desc,
-               disable=True if (not progress or rank != 0) else None, dynamic_ncols=True)
+    writer.t0 = time.perf_counter()
 
     def on_oom(old, new):
-        state["batch"] = new
+        writer.batch = new
         echo(f"CUDA out of memory at batch {old}: continuing with batch {new}")
 
     def callback(step, per_photo, _every=25):
@@ -438,76 +383,101 @@ def encode_photos(G, photos: PhotoSet, *, loss, steps: int, steps_after_first: i
             bar.set_postfix(step=step + 1, loss=f"{per_photo.mean().item():.4g}", refresh=True)
 
     try:
-        seq = project_sequence(G, PhotoTargets(photos.paths, res), loss=loss, batch=batch, init=init, heads=heads,
-                               steps=steps, steps_after_first=steps_after_first, space=space, chains=chains,
-                               starts=starts, root=root, offsets=offsets, keys=photos.ages, seed=seed, lr=lr,
-                               lr_after_first=lr_after_first, smooth=smooth, mean_reg=mean_reg, clip=clip, fp16=fp16,
-                               w_std=w_std, on_oom=on_oom, callback=callback)
-        for idx, proj in seq:
-            bad = ~(torch.isfinite(proj.losses["total"]) & torch.isfinite(proj.ws.flatten(1)).all(1)
-                    & torch.isfinite(proj.latents.flatten(1)).all(1)).cpu()
-            if bool(bad.any()):
-                names = [photos.paths[i].name for i, b_ in zip(idx, bad.tolist()) if b_]
-                raise EncodeError(f"{photos.source}: the loss is not finite (NaN or inf) for {', '.join(names)}; "
-                                  "stopped without writing their latents (try a smaller --lr or --lr-after-first)")
-            if summary["options"] is None:
-                summary["options"] = record_options(out, options, argv)
-            ages = [photos.ages[i] for i in idx]
-            _write_batch(ages, [photos.paths[i] for i in idx], proj, out=out, space=space, rank=rank, key=key)
-            totals.extend(float(v) for v in proj.losses["total"].cpu())
+        for idx, proj in project_sequence(G, PhotoTargets(photos.paths, loss.resolution), loss=loss,
+                                          options=writer.options, plan=plan, w_std=w_std, on_oom=on_oom,
+                                          callback=callback):
+            writer.write(idx, proj)
             bar.update(len(idx))
             bar.set_postfix(loss=f"{float(proj.losses['total'].mean()):.4g}", refresh=False)
-            summary["encoded"] += len(idx)
-            if on_batch is not None:
-                on_batch(ages)
     finally:
         bar.close()
-        summary["seconds"] = time.perf_counter() - t_start
-        summary["batch"] = state["batch"]
-        if summary["encoded"]:
-            summary["photos_per_s"] = summary["encoded"] / max(summary["seconds"], 1e-9)
-            summary["mean_total"] = float(np.mean(totals))
-    return summary
 
 
-def _load_start(G, age: int, space: str, lat_dir: Path, z_dir: Path):
+def _load_start(G, age: int, space: str, out: Path):
     """The latent (in ``space``) of the finished photo of ``age``, to warm-start the photos after it."""
     import torch
 
     from aging.encode.projector import from_ws
 
     if space == "z":
-        zp = z_dir / f"{age}.npy"
+        zp = out / "z" / f"{age}.npy"
         if not zp.exists():
             return None  # finished in another space: no z to start from
         return torch.from_numpy(aio.read_latent(zp, (G.z_dim,)))  # a damaged z: one line naming it
-    ws = torch.from_numpy(aio.read_latent(lat_dir / f"{age}.npy", (G.num_ws, G.w_dim)))
+    ws = torch.from_numpy(aio.read_latent(out / "latents" / f"{age}.npy", (G.num_ws, G.w_dim)))
     if space == "w" and bool((ws == ws[:1]).all()):
         return ws[0].clone()  # exactly the w it was made from
     return from_ws(ws.unsqueeze(0), space)[0]
 
 
-def _write_batch(ages: list[int], paths: list[Path], proj, *, out: Path, space: str, rank: int, key: str) -> None:
-    """Reconstructions, (z), latents, then the log lines of one batch (each line with the options key)."""
-    recon = to_uint8(proj.images)
-    ws = proj.ws.cpu().numpy().astype(np.float32)  # [n, num_ws, w_dim]
-    lat = proj.latents.cpu().numpy().astype(np.float32)
-    n = len(ages)
-    init = proj.info.get("init")
-    inits = list(init) if isinstance(init, (list, tuple)) else [init] * n
-    for k, age in enumerate(ages):
-        aio.save_image(out / "recon" / f"{age}.png", recon[k])
-    if space == "z":
+class _BatchWriter:
+    """The files of one run: each batch is checked (finite), the options recorded before the first
+    batch's files, then its reconstructions, (z), latents and log lines written; counts kept."""
+
+    def __init__(self, photos: PhotoSet, options: SequenceOptions, dist: tuple[int, int]):
+        self.photos, self.options = photos, options
+        self.rank, self.world = dist
+        self.space = options.project.space
+        self.batch = options.batch  # halved on CUDA out-of-memory
+        self.totals: list[float] = []
+        self.key = self.options_record = self.argv = None
+        self.written_key = None
+        self.t0 = time.perf_counter()
+
+    def prepare(self, options_record: dict, argv) -> None:
+        """Make the output folders; the options (and command line) to record with the first batch."""
+        self.options_record, self.argv = options_record, None if argv is None else list(argv)
+        self.key = options_key(options_record)
+        out = self.photos.out
+        for d in ("latents", "recon") + (("z",) if self.space == "z" else ()):
+            (out / d).mkdir(parents=True, exist_ok=True)
+
+    def write(self, idx: list[int], proj) -> None:
+        import torch
+
+        photos = self.photos
+        bad = ~(torch.isfinite(proj.losses["total"]) & torch.isfinite(proj.ws.flatten(1)).all(1)
+                & torch.isfinite(proj.latents.flatten(1)).all(1)).cpu()
+        if bool(bad.any()):
+            names = [photos.paths[i].name for i, b_ in zip(idx, bad.tolist()) if b_]
+            raise EncodeError(f"{photos.source}: the loss is not finite (NaN or inf) for {', '.join(names)}; "
+                              "stopped without writing their latents (try a smaller --lr or --lr-after-first)")
+        if self.written_key is None:
+            self.written_key = record_options(photos.out, self.options_record, self.argv)
+        self._write_files([photos.ages[i] for i in idx], [photos.paths[i] for i in idx], proj)
+        self.totals.extend(float(v) for v in proj.losses["total"].cpu())
+
+    def _write_files(self, ages: list[int], paths: list[Path], proj) -> None:
+        """Reconstructions, (z), latents, then the log lines of one batch (each line with the options key)."""
+        out = self.photos.out
+        recon = to_uint8(proj.images)
+        ws = proj.ws.cpu().numpy().astype(np.float32)  # [n, num_ws, w_dim]
+        lat = proj.latents.cpu().numpy().astype(np.float32)
+        n = len(ages)
+        init = proj.info.get("init")
+        inits = list(init) if isinstance(init, (list, tuple)) else [init] * n
         for k, age in enumerate(ages):
-            aio.save_npy(out / "z" / f"{age}.npy", lat[k])
-    for k, age in enumerate(ages):
-        aio.save_npy(out / "latents" / f"{age}.npy", ws[k])
-    lines = []
-    for k, age in enumerate(ages):
-        rec = dict(age_days=int(age), photo=paths[k].name,
-                   losses={name: float(v[k]) for name, v in proj.losses.items()},
-                   psnr=round(float(proj.info["psnr"][k]), 3),
-                   steps=int(proj.steps), seconds=round(proj.seconds / n, 4), batch=n,
-                   init=inits[k], space=space, rank=rank, options=key)
-        lines.append(json.dumps(aio.to_jsonable(rec), allow_nan=False))  # an infinite PSNR (exact match): null
-    aio.append_lines(out / LOG_NAME, lines)
+            aio.save_image(out / "recon" / f"{age}.png", recon[k])
+        if self.space == "z":
+            for k, age in enumerate(ages):
+                aio.save_npy(out / "z" / f"{age}.npy", lat[k])
+        for k, age in enumerate(ages):
+            aio.save_npy(out / "latents" / f"{age}.npy", ws[k])
+        lines = []
+        for k, age in enumerate(ages):
+            rec = dict(age_days=int(age), photo=paths[k].name,
+                       losses={name: float(v[k]) for name, v in proj.losses.items()},
+                       psnr=round(float(proj.info["psnr"][k]), 3),
+                       steps=int(proj.steps), seconds=round(proj.seconds / n, 4), batch=n,
+                       init=inits[k], space=self.space, rank=self.rank, options=self.key)
+            lines.append(json.dumps(aio.to_jsonable(rec), allow_nan=False))  # an infinite PSNR (exact match): null
+        aio.append_lines(out / LOG_NAME, lines)
+
+    def summary(self, *, skipped: int, share: list[int]) -> dict:
+        """What :func:`encode_photos` returns."""
+        encoded = len(self.totals)
+        seconds = time.perf_counter() - self.t0 if encoded else 0.0
+        return dict(encoded=encoded, skipped=skipped, seconds=seconds,
+                    photos_per_s=encoded / max(seconds, 1e-9) if encoded else 0.0,
+                    mean_total=float(np.mean(self.totals)) if encoded else None, batch=self.batch, share=share,
+                    options=self.written_key)

@@ -6,7 +6,9 @@ the final latents and per-photo losses. :func:`project_sequence` runs it over an
 photo sequence in batches: with ``init="previous"`` the sequence is cut into ``batch`` chains
 optimised side by side, each photo warm-started from its predecessor's latent, which is what
 makes a time-lapse cheap and its latents temporally consistent; on CUDA out-of-memory it halves
-the batch and goes on.
+the batch and goes on. Their hyper-parameters are :class:`~aging.encode.options.ProjectOptions`
+and :class:`~aging.encode.options.SequenceOptions`; which photos form chains, and where they
+start, is a :class:`~aging.encode.chains.ChainPlan`.
 
 Latent spaces (``space``):
 
@@ -26,31 +28,23 @@ Learning rates of ``w`` / ``wplus`` are in units of the per-component standard d
 a cosine decay to zero (:func:`lr_factor`).
 
 Everything here is a pure function of its arguments (no files, no global state); seeds come in
-as ``torch.Generator`` objects.
+as ``torch.Generator`` objects (a sequence's, from its seed and each batch's first key).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from aging.encode.chains import ChainPlan, plan_sequence
 from aging.encode.losses import ImageLoss, PreparedTargets, psnr, resize
+from aging.encode.options import SPACES, ProjectOptions, SequenceOptions
 
-SPACES = ("wplus", "w", "z")
-INITS = ("mean", "previous")
-HEADS = ("best", "mean", "root")
-
-DEFAULT_STEPS = 1000
-DEFAULT_STEPS_AFTER_FIRST = 100
-DEFAULT_LR = 0.2
-DEFAULT_LR_AFTER_FIRST = 0.05  # a warm start is already close: a full-size first Adam step would undo it
-DEFAULT_CLIP = 3.0
-DEFAULT_MIN_CHAIN = 8  # a chain's first photo costs a full projection (two with heads="best")
 
 
 @dataclass
@@ -129,7 +123,7 @@ def stochastic_clip_(z: torch.Tensor, k: float, *, generator: torch.Generator | 
     return mask
 
 
-def mean_latents(G, n: int, space: str, *, clip: float = DEFAULT_CLIP,
+def mean_latents(G, n: int, space: str, *, clip: float = ProjectOptions.clip,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """The ``mean`` initialisation: ``G.w_avg`` for ``w`` / ``wplus``.
 
@@ -205,14 +199,15 @@ def _regularisers(ws: torch.Tensor, *, mean_reg: float, smooth: float, anchor: t
 # Projection of one batch
 
 
-def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, steps: int = DEFAULT_STEPS,
-            lr: float = DEFAULT_LR, space: str = "wplus", init: torch.Tensor | None = None,
-            warmup: float = 0.05, decay: float = 0.5, betas: tuple[float, float] = (0.9, 0.95),
-            mean_reg: float = 0.0, smooth: float = 0.0, anchor: torch.Tensor | None = None,
-            clip: float = DEFAULT_CLIP, w_std: float | None = None, fp16: bool = False,
-            noise_mode: str = "const", generator: torch.Generator | None = None,
+def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, options: ProjectOptions = ProjectOptions(),
+            init: torch.Tensor | None = None, anchor: torch.Tensor | None = None, w_std: float | None = None,
+            generator: torch.Generator | None = None,
             callback: Callable[[int, torch.Tensor], None] | None = None) -> Projection:
     """Find latents whose images reconstruct ``targets``.
+
+    Long: besides the generator, the photos, the loss and the options, the per-batch inputs a
+    sequence supplies (start latents, smoothness anchors, the scale of ``w``, the random generator,
+    a step hook): tensors and callables, not options to record.
 
     Parameters
     ----------
@@ -222,28 +217,15 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, step
         The photos (any square size >= the working resolution of ``loss``).
     loss : ImageLoss
         Reconstruction terms and working resolution.
-    steps : int
-        Adam updates.
-    lr : float
-        Peak learning rate (``w``/``wplus``: in units of the per-component std of ``w``).
-    space : {"wplus", "w", "z"}
+    options : ProjectOptions
+        Steps, learning rate and schedule, space, regularisers, precision (see the class).
     init : tensor [N, *space_shape] or [*space_shape], optional
-        Starting latents in ``space`` (default: :func:`mean_latents`).
-    warmup, decay : float
-        Fractions of ``steps`` for the learning-rate warm-up and cosine decay (:func:`lr_factor`).
-    mean_reg : float
-        Weight of the pull of every W+ layer toward the photo's mean ``w``.
-    smooth : float
-        Weight of the temporal smoothness term: the squared W+ step from each photo's ``anchor``.
+        Starting latents in ``options.space`` (default: :func:`mean_latents`).
     anchor : tensor [N, num_ws, w_dim] or [num_ws, w_dim], optional
-        W+ latents of the photos just before each photo (constants); no smoothness term without.
-    clip : float
-        ``z`` space: the bound ``k`` of stochastic clipping.
+        W+ latents of the photos just before each photo (constants), toward which
+        ``options.smooth`` pulls; no smoothness term without.
     w_std : float, optional
         Per-component std of ``w`` (default: measured with :func:`w_stats`).
-    fp16 : bool
-        On CUDA: half precision in the synthesis network's highest resolutions (and in VGG16 if
-        ``loss.amp``), with dynamic loss scaling. Ignored on CPU.
     generator : torch.Generator, optional
         Randomness of the ``z`` space (initialisation and re-draws).
     callback : callable(step, per_photo_objective [N]), optional
@@ -253,56 +235,92 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, step
     -------
     Projection
     """
-    if space not in SPACES:
-        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if space == "z" and not clip > 0:
-        raise ValueError(f"clip must be positive, got {clip}")
     _check_targets(G, targets)
     t0 = time.perf_counter()
     device = G.w_avg.device
     n = len(targets)
     prepared = targets if isinstance(targets, PreparedTargets) else loss.prepare(targets.to(device))
-    if w_std is None:
-        w_std = w_stats(G)[1]
+    w_std = w_stats(G)[1] if w_std is None else w_std
+    latent = _start_latents(G, n, options, init, generator).requires_grad_(True)  # [N, *shape]
+    objective = _Objective(G, loss, prepared, options, _check_anchor(G, n, anchor), w_std)
+    history = _optimise(latent, objective, options, w_std, generator, callback)
+    with torch.no_grad():
+        final = latent.detach()
+        per_photo, terms, ws, images = objective(final)
+        losses = {k: v.float() for k, v in terms.items()}
+        if len(losses) > len(loss.names):
+            losses["objective"] = per_photo.float()
+        images = resize(images.float(), loss.resolution)  # [N, 3, r, r]
+        info = {"psnr": psnr(images, prepared.images).cpu()}
+    return Projection(latents=final.clone(), ws=ws.detach().float().contiguous(), losses=losses, images=images,
+                      history=history, steps=options.steps, seconds=time.perf_counter() - t0, space=options.space,
+                      info=info)
+
+
+def _start_latents(G, n: int, options: ProjectOptions, init: torch.Tensor | None,
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """``init`` (or :func:`mean_latents`) as ``[N, *space_shape]`` float32 on G's device, clipped in ``z``."""
+    space = options.space
     shape = space_shape(G, space)
     if init is None:
-        init = mean_latents(G, n, space, clip=clip, generator=generator)
-    init = init.detach().to(device=device, dtype=torch.float32)
+        init = mean_latents(G, n, space, clip=options.clip, generator=generator)
+    init = init.detach().to(device=G.w_avg.device, dtype=torch.float32)
     if tuple(init.shape) == shape:
         init = init.unsqueeze(0).repeat(n, *[1] * len(shape))
     if tuple(init.shape) != (n, *shape):
         raise ValueError(f"init: expected shape {[n, *shape]} for space {space!r}, got {list(init.shape)}")
-    if anchor is not None:
-        anchor = anchor.detach().to(device=device, dtype=torch.float32)
-        if anchor.ndim == 2:
-            anchor = anchor.unsqueeze(0)
-        if tuple(anchor.shape[1:]) != (G.num_ws, G.w_dim) or anchor.shape[0] not in (1, n):
-            raise ValueError(f"anchor: expected shape [{n}, {G.num_ws}, {G.w_dim}], got {list(anchor.shape)}")
+    init = init.clone()
     if space == "z":
-        init = init.clone()
-        stochastic_clip_(init, clip, generator=generator)
+        stochastic_clip_(init, options.clip, generator=generator)
+    return init
 
-    latent = init.clone().requires_grad_(True)  # [N, *shape]
-    base_lr = lr if space == "z" else lr * w_std
-    opt = torch.optim.Adam([latent], lr=base_lr, betas=betas)
-    use_amp = fp16 and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if use_amp else None
-    history = torch.zeros([steps, n], device=device)
 
-    def objective(lat):
-        ws = to_ws(G, lat, space)  # [N, num_ws, w_dim]
-        images = G.synthesis(ws, noise_mode=noise_mode, fp16=use_amp)  # [N, 3, R, R]
-        terms = loss(images, prepared)
-        terms.update(_regularisers(ws, mean_reg=mean_reg, smooth=smooth, anchor=anchor, w_std=w_std))
-        per_photo = sum(v for k, v in terms.items() if k not in loss.terms)  # total + regularisers
+def _check_anchor(G, n: int, anchor: torch.Tensor | None) -> torch.Tensor | None:
+    """``anchor`` as ``[N or 1, num_ws, w_dim]`` float32 on G's device (None stays None)."""
+    if anchor is None:
+        return None
+    anchor = anchor.detach().to(device=G.w_avg.device, dtype=torch.float32)
+    if anchor.ndim == 2:
+        anchor = anchor.unsqueeze(0)
+    if tuple(anchor.shape[1:]) != (G.num_ws, G.w_dim) or anchor.shape[0] not in (1, n):
+        raise ValueError(f"anchor: expected shape [{n}, {G.num_ws}, {G.w_dim}], got {list(anchor.shape)}")
+    return anchor
+
+
+class _Objective:
+    """The per-photo objective of one batch: the loss terms plus the regularisers.
+
+    Called with latents ``[N, *space_shape]``; returns ``(per_photo [N], terms, ws, images)``."""
+
+    def __init__(self, G, loss: ImageLoss, prepared: PreparedTargets, options: ProjectOptions,
+                 anchor: torch.Tensor | None, w_std: float):
+        self.G, self.loss, self.prepared, self.options = G, loss, prepared, options
+        self.anchor, self.w_std = anchor, w_std
+        self.fp16 = options.fp16 and G.w_avg.device.type == "cuda"
+
+    def __call__(self, latents: torch.Tensor):
+        o = self.options
+        ws = to_ws(self.G, latents, o.space)  # [N, num_ws, w_dim]
+        images = self.G.synthesis(ws, noise_mode=o.noise_mode, fp16=self.fp16)  # [N, 3, R, R]
+        terms = self.loss(images, self.prepared)
+        terms.update(_regularisers(ws, mean_reg=o.mean_reg, smooth=o.smooth, anchor=self.anchor, w_std=self.w_std))
+        per_photo = sum(v for k, v in terms.items() if k not in self.loss.terms)  # total + regularisers
         return per_photo, terms, ws, images
 
-    for step in range(steps):
+
+def _optimise(latent: torch.Tensor, objective: _Objective, options: ProjectOptions, w_std: float,
+              generator: torch.Generator | None, callback) -> torch.Tensor:
+    """Adam on ``latent`` (in place) for ``options.steps`` updates; returns the per-photo objective
+    before each update, ``[steps, N]``."""
+    o = options
+    base_lr = o.lr if o.space == "z" else o.lr * w_std
+    opt = torch.optim.Adam([latent], lr=base_lr, betas=o.betas)
+    scaler = torch.amp.GradScaler("cuda", enabled=True) if objective.fp16 else None
+    history = torch.zeros([o.steps, latent.shape[0]], device=latent.device)
+    for step in range(o.steps):
         for group in opt.param_groups:
-            group["lr"] = base_lr * lr_factor(step, steps, warmup=warmup, decay=decay)
-        per_photo, _, _, _ = objective(latent)
+            group["lr"] = base_lr * lr_factor(step, o.steps, warmup=o.warmup, decay=o.decay)
+        per_photo = objective(latent)[0]
         history[step] = per_photo.detach()
         opt.zero_grad(set_to_none=True)
         # The photos' losses are summed: each latent gets the gradient of its own loss alone.
@@ -313,22 +331,12 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, step
         else:
             per_photo.sum().backward()
             opt.step()
-        if space == "z":
+        if o.space == "z":
             with torch.no_grad():
-                stochastic_clip_(latent, clip, generator=generator)
+                stochastic_clip_(latent, o.clip, generator=generator)
         if callback is not None:
             callback(step, per_photo.detach())
-
-    with torch.no_grad():
-        final = latent.detach()
-        per_photo, terms, ws, images = objective(final)
-        losses = {k: v.float() for k, v in terms.items()}
-        if len(losses) > len(loss.names):
-            losses["objective"] = per_photo.float()
-        images = resize(images.float(), loss.resolution)  # [N, 3, r, r]
-        info = {"psnr": psnr(images, prepared.images).cpu()}
-    return Projection(latents=final.clone(), ws=ws.detach().float().contiguous(), losses=losses, images=images,
-                      history=history, steps=steps, seconds=time.perf_counter() - t0, space=space, info=info)
+    return history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,59 +376,31 @@ def is_out_of_memory(exc: BaseException) -> bool:
                                                        and "CUDA out of memory" in str(exc))
 
 
-def plan_chains(n: int, batch: int, max_length: int | None = None, min_length: int = 1) -> list[list[int]]:
-    """Split photos ``0..n-1`` (age order) into contiguous chains of (nearly) equal length.
-
-    ``batch`` chains, fewer where that many would be shorter than ``min_length`` photos (a
-    chain's first photo costs a full projection, so short chains cost more than they save), more
-    where that is what it takes to keep every chain at most ``max_length`` photos long (which
-    wins over ``min_length``). ``plan_chains(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``,
-    ``plan_chains(8, 3, min_length=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]``,
-    ``plan_chains(8, 2, max_length=3) == [[0, 1, 2], [3, 4, 5], [6, 7]]``. The chains are
-    optimised side by side: round ``t`` is the ``t``-th photo of every chain, in batches of
-    ``batch``.
-    """
-    if n < 0 or batch < 1 or min_length < 1 or (max_length is not None and max_length < 1):
-        raise ValueError(f"need n >= 0, batch >= 1, min_length >= 1 and max_length >= 1, got {n}, {batch}, "
-                         f"{min_length}, {max_length}")
-    if n == 0:
-        return []
-    count = max(1, min(batch, n // min_length))
-    if max_length:
-        count = max(count, -(-n // max_length))
-    length = -(-n // count)
-    return [list(range(i, min(i + length, n))) for i in range(0, n, length)]
-
-
-def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, init: str = "previous",
-                     heads: str = "best", steps: int = DEFAULT_STEPS,
-                     steps_after_first: int | None = DEFAULT_STEPS_AFTER_FIRST, space: str = "wplus",
-                     chains: list[list[int]] | None = None, chain_length: int | None = None,
-                     min_chain: int = DEFAULT_MIN_CHAIN,
-                     starts: list[torch.Tensor | None] | None = None, root: torch.Tensor | None = None,
-                     offsets: list[int] | None = None, keys: Sequence[int] | None = None,
-                     lr: float = DEFAULT_LR, lr_after_first: float = DEFAULT_LR_AFTER_FIRST, seed: int = 0,
-                     smooth: float = 0.0, w_std: float | None = None, on_oom: Callable[[int, int], None] | None = None,
-                     **project_kw) -> Iterator[tuple[list[int], Projection]]:
+def project_sequence(G, targets: Sequence, *, loss: ImageLoss, options: SequenceOptions = SequenceOptions(),
+                     plan: ChainPlan | None = None, w_std: float | None = None,
+                     on_oom: Callable[[int, int], None] | None = None,
+                     callback: Callable[[int, torch.Tensor], None] | None = None
+                     ) -> Iterator[tuple[list[int], Projection]]:
     """Project an age-ordered sequence in batches; yield ``(indices, Projection)`` per batch.
 
-    With ``init="previous"`` the photos form *chains* of consecutive photos (:func:`plan_chains`:
-    ``batch`` chains by default) that are optimised side by side: a batch holds the next photo of
-    every chain, and each photo starts from the final latent of the photo just before it in its
-    chain, with ``steps_after_first`` updates at ``lr_after_first``. So every warm-started photo
-    starts from its immediate predecessor (consecutive photos of a time-lapse are nearly the same
-    face) while the batch stays full. The chains' first photos (those without an entry in
-    ``starts``), the *heads*, come first, from ``steps`` updates:
+    With ``init="previous"`` the photos form *chains* of consecutive photos
+    (:func:`~aging.encode.chains.plan_chains`: ``batch`` chains by default) that are optimised side
+    by side: a batch holds the next photo of every chain, and each photo starts from the final
+    latent of the photo just before it in its chain, with ``steps_after_first`` updates at
+    ``lr_after_first``. So every warm-started photo starts from its immediate predecessor
+    (consecutive photos of a time-lapse are nearly the same face) while the batch stays full. The
+    chains' first photos (those without a start), the *heads*, come first, from ``project.steps``
+    updates:
 
     ``heads="root"``
         the first head alone from the mean; then the others together from its latent, the
-        *root*, with ``steps`` updates at ``lr_after_first`` (init ``head``): every chain descends
-        from one solution, so the chains meet with small jumps; but a head far (in age) from the
-        first photo may stay in a basin that suits it less than the one found from the mean.
+        *root*, with ``project.steps`` updates at ``lr_after_first`` (init ``head``): every chain
+        descends from one solution, so the chains meet with small jumps; but a head far (in age)
+        from the first photo may stay in a basin that suits it less than the one found from the mean.
     ``heads="mean"``
-        every head from :func:`mean_latents` with ``steps`` updates at ``lr`` (init ``mean``),
-        all in one batch: each chain starts as well as an independent encoding of its first
-        photo, at the price of a jump where two chains meet (two independent solutions).
+        every head from :func:`mean_latents` with ``project.steps`` updates at ``project.lr``
+        (init ``mean``), all in one batch: each chain starts as well as an independent encoding of
+        its first photo, at the price of a jump where two chains meet (two independent solutions).
     ``heads="best"`` (default)
         as ``root``, but every head after the first is also projected from the mean (same
         objective and steps) and keeps whichever ends with the lower objective: never worse than
@@ -428,154 +408,146 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, batch: int = 16, 
         is worse (twice the heads' cost).
 
     With ``init="mean"`` every photo starts from the mean, in batches of consecutive photos.
+    ``project.smooth`` pulls every photo toward its predecessor in its chain (see :func:`project`);
+    the chains' first photos toward the root (``heads="mean"``: none).
 
     Parameters
     ----------
     targets : sequence
         ``len(targets)`` photos in age order; ``targets[list_of_indices]`` gives a tensor
         ``[k, 3, H, H]`` (a tensor, or a lazy loader reading files on demand).
-    batch : int
-        Photos optimised together (and the number of chains by default). Halved (down to 1)
-        whenever CUDA runs out of memory; the failed batch is retried and the smaller size kept.
-    init : {"mean", "previous"}
-    heads : {"best", "mean", "root"}
-        Where the chains' first photos start (see above).
-    steps, steps_after_first : int
-        Updates of photos started from the mean, and of warm-started photos (default ``steps``).
-    chains : list of lists of int, optional
-        The chains (indices into ``targets``, each in age order, disjoint). Default
-        :func:`plan_chains` ``(len(targets), batch, chain_length, min_chain)``: ``batch`` chains,
-        fewer if they would be shorter than ``min_chain`` photos, more if longer than
-        ``chain_length``. Photos outside every chain are not projected (``init="mean"``: the
-        photos to project, each on its own).
-    chain_length, min_chain : int
-        See ``chains``.
-    starts : list, optional
-        One entry per chain: the latent (in ``space``) of the photo just before the chain, e.g.
-        when resuming, or None (the chain's first photo starts from the root, or the mean).
-    offsets : list of int, optional
-        The round of each chain's first photo (default 0): a resumed run passes each chain's
-        position in the chain it continues, so that its batches are those of an uninterrupted run
-        (and its results bit-identical).
-    root : tensor [*space_shape], optional
-        ``heads="root"``: the root latent (when resuming: that of the first chain's first photo);
-        default: found by projecting the first chain's first photo from the mean.
-    lr, lr_after_first : float
-        Peak learning rates of photos started from the mean and of warm-started photos. Adam's
-        first updates move every component by about the learning rate, whatever its gradient, so
-        a warm start needs a smaller one to keep what it starts from.
-    keys : sequence of int, optional
-        One integer per photo (ages); a batch's random generator is seeded from ``seed`` and the
-        key of its first photo (:func:`batch_generator`). Default: the indices.
-    smooth : float
-        Temporal smoothness weight: the squared W+ step from the photo's predecessor in its chain
-        (see :func:`project`); for the chains' first photos, from the root (``heads="mean"``: none).
+    options : SequenceOptions
+        The projection of each photo, the batch size (halved, down to 1, whenever CUDA runs out
+        of memory; the failed batch is retried and the smaller size kept), init, heads, chains,
+        warm starts and seed (see the class).
+    plan : ChainPlan, optional
+        The chains and where they start (a resumed run: :func:`~aging.encode.chains.plan_resume`;
+        its batches are then those of an uninterrupted run, bit for bit). Default
+        :func:`~aging.encode.chains.plan_sequence`. With ``init="mean"`` every photo of the plan's
+        chains is projected on its own.
+    w_std : float, optional
+        Per-component std of ``w`` (default: measured with :func:`w_stats`).
     on_oom : callable(old_batch, new_batch), optional
         Told when the batch size is halved.
-    **project_kw
-        Passed on to :func:`project` (``warmup``, ``decay``, ``mean_reg``, ``clip``, ``fp16``,
-        ``callback``, ...).
+    callback : callable(step, per_photo_objective [N]), optional
+        Passed on to :func:`project`.
     """
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if heads not in HEADS:
-        raise ValueError(f"heads must be one of {HEADS}, got {heads!r}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    if steps_after_first is None:
-        steps_after_first = steps
-    n = len(targets)
-    keys = list(range(n)) if keys is None else [int(k) for k in keys]
+    plan = _complete_plan(plan or plan_sequence(len(targets), options), len(targets), options)
+    w_std = w_stats(G)[1] if w_std is None else w_std
+    run = _SequenceRun(G, targets, loss, options, plan, w_std, on_oom, callback)
+    yield from run.rounds()
+
+
+def _complete_plan(plan: ChainPlan, n: int, options: SequenceOptions) -> ChainPlan:
+    """``plan`` with every field given and checked (``init="mean"``: one chain per photo, no starts)."""
+    chains = [list(c) for c in plan.chains if len(c)]
+    starts, offsets = plan.starts, plan.offsets
+    if options.init == "mean":  # every photo on its own, in batches of consecutive photos
+        chains, starts, offsets = [[i] for c in chains for i in c], None, None
+    starts = [None] * len(chains) if starts is None else list(starts)
+    offsets = [0] * len(chains) if offsets is None else [int(o) for o in offsets]
+    keys = list(range(n)) if plan.keys is None else [int(k) for k in plan.keys]
     if len(keys) != n:
         raise ValueError(f"{len(keys)} keys for {n} targets")
-    if chains is None:
-        chains = plan_chains(n, batch, chain_length, min_chain) if init == "previous" else [list(range(n))]
-    if init == "mean":  # every photo on its own, in batches of consecutive photos
-        chains, starts, offsets = [[i] for c in chains for i in c], None, None
-    chains = [list(c) for c in chains if len(c)]
-    if starts is None:
-        starts = [None] * len(chains)
     if len(starts) != len(chains):
         raise ValueError(f"{len(starts)} starts for {len(chains)} chains")
-    if w_std is None:
-        w_std = w_stats(G)[1]
-    device = G.w_avg.device
-    prev_latent: list[torch.Tensor | None] = [None if s is None else s.detach().float().to(device) for s in starts]
-    prev_ws: list[torch.Tensor | None] = [None] * len(chains)
-    if smooth > 0:
-        with torch.no_grad():
-            prev_ws = [None if s is None else to_ws(G, s.unsqueeze(0), space)[0] for s in prev_latent]
+    if len(offsets) != len(chains) or min(offsets, default=0) < 0:
+        raise ValueError(f"need one non-negative offset per chain, got {offsets}")
+    return ChainPlan(chains, starts, offsets, plan.root, keys)
 
-    state = {"batch": batch, "root": None if root is None else root.detach().float().to(device)}
 
-    def anchors(part: list[int], kind: str) -> torch.Tensor | None:
-        """W+ latents the smoothness term pulls toward: the predecessors', or the root's for a head."""
-        if smooth <= 0 or kind == "mean":
-            return None
-        if kind == "head":
+class _SequenceRun:
+    """One :func:`project_sequence` run: the last latent (and W+) of every chain, the root, and the
+    batch size (halved on CUDA out-of-memory). :meth:`rounds` yields ``(indices, Projection)``."""
+
+    def __init__(self, G, targets, loss: ImageLoss, options: SequenceOptions, plan: ChainPlan, w_std: float,
+                 on_oom, callback):
+        self.G, self.targets, self.loss, self.options, self.plan = G, targets, loss, options, plan
+        self.w_std, self.on_oom, self.callback = w_std, on_oom, callback
+        self.batch = options.batch
+        device = G.w_avg.device
+        space = options.project.space
+        self.root = None if plan.root is None else plan.root.detach().float().to(device)
+        self.latents = [None if s is None else s.detach().float().to(device) for s in plan.starts]
+        self.ws: list[torch.Tensor | None] = [None] * len(plan.chains)  # [num_ws, w_dim] per chain
+        if options.project.smooth > 0:
             with torch.no_grad():
-                return to_ws(G, state["root"].unsqueeze(0), space).expand(len(part), -1, -1)
-        return torch.stack([prev_ws[c] for c in part])
+                self.ws = [None if s is None else to_ws(G, s.unsqueeze(0), space)[0] for s in self.latents]
 
-    def attempt(part: list[int], idx: list[int], kind: str, anchor_kind: str | None = None) -> Projection:
-        if kind == "head":
-            init_ = state["root"].unsqueeze(0).repeat(len(part), *[1] * state["root"].ndim)
-        elif kind == "previous":
-            init_ = torch.stack([prev_latent[c] for c in part])
-        else:
-            init_ = None
-        proj = project(G, targets[idx], loss=loss, space=space, w_std=w_std, smooth=smooth,
-                       steps=steps_after_first if kind == "previous" else steps,
-                       lr=lr if kind == "mean" else lr_after_first, init=init_,
-                       anchor=anchors(part, anchor_kind or kind),
-                       generator=batch_generator(seed, keys[idx[0]]), **project_kw)
-        proj.info.update(init=kind)
-        return proj
+    def rounds(self) -> Iterator[tuple[list[int], Projection]]:
+        """Round ``t`` projects the ``t``-th photo of every chain: heads first, then warm starts."""
+        chains, offsets, o = self.plan.chains, self.plan.offsets, self.options
+        for t in range(max((off + len(c) for off, c in zip(offsets, chains)), default=0)):
+            members = [c for c in range(len(chains)) if offsets[c] <= t < offsets[c] + len(chains[c])]
+            cold = [c for c in members if self.latents[c] is None]
+            warm = [c for c in members if self.latents[c] is not None]
+            if cold and o.init == "previous" and o.heads != "mean":
+                if self.root is None and len(cold) > 1:  # the first head alone, the root of the others
+                    yield from self._project(cold[:1], t, "mean")
+                    self.root = self.latents[cold[0]]
+                    cold = cold[1:]
+                kind = "mean" if self.root is None else "head" if o.heads == "root" else "best"
+                yield from self._project(cold, t, kind)
+            else:
+                yield from self._project(cold, t, "mean")
+            yield from self._project(warm, t, "previous")
 
-    def run(group: list[int], t: int, kind: str):
-        """Project photo ``t`` of the chains in ``group``; ``kind``: mean, head (from the root),
-        best (both, the lower loss kept) or previous."""
+    def _project(self, group: list[int], t: int, kind: str) -> Iterator[tuple[list[int], Projection]]:
+        """Project photo ``t`` of the chains in ``group``, ``self.batch`` chains at a time; ``kind``:
+        mean, head (from the root), best (both, the lower loss kept) or previous."""
         k = 0
         while k < len(group):
-            part = group[k:k + state["batch"]]
-            idx = [chains[c][t - offsets[c]] for c in part]
+            part = group[k:k + self.batch]
+            idx = [self.plan.chains[c][t - self.plan.offsets[c]] for c in part]
             try:
-                if kind == "best":
-                    # the same objective (smoothness: toward the root) from two starts
-                    proj = _lower_loss(attempt(part, idx, "head"), attempt(part, idx, "mean", "head"))
+                if kind == "best":  # the same objective (smoothness: toward the root) from two starts
+                    proj = _lower_loss(self._attempt(part, idx, "head"), self._attempt(part, idx, "mean", "head"))
                 else:
-                    proj = attempt(part, idx, kind)
+                    proj = self._attempt(part, idx, kind)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
-                if not is_out_of_memory(exc) or state["batch"] == 1:
+                if not is_out_of_memory(exc) or self.batch == 1:
                     raise
                 del exc
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                new = max(1, state["batch"] // 2)
-                if on_oom is not None:
-                    on_oom(state["batch"], new)
-                state["batch"] = new
+                self._halve_batch()
                 continue
             proj.info.update(batch=len(idx))
             yield idx, proj
             for m, c in enumerate(part):
-                prev_latent[c] = proj.latents[m]
-                prev_ws[c] = proj.ws[m]
+                self.latents[c] = proj.latents[m]
+                self.ws[c] = proj.ws[m]
             k += len(part)
 
-    offsets = [0] * len(chains) if offsets is None else [int(o) for o in offsets]
-    if len(offsets) != len(chains) or min(offsets, default=0) < 0:
-        raise ValueError(f"need one non-negative offset per chain, got {offsets}")
-    for t in range(max((o + len(c) for o, c in zip(offsets, chains)), default=0)):
-        members = [c for c in range(len(chains)) if offsets[c] <= t < offsets[c] + len(chains[c])]
-        cold = [c for c in members if prev_latent[c] is None]
-        warm = [c for c in members if prev_latent[c] is not None]
-        if cold and init == "previous" and heads != "mean":
-            if state["root"] is None and len(cold) > 1:  # the first head alone, the root of the others
-                yield from run(cold[:1], t, "mean")
-                state["root"] = prev_latent[cold[0]]
-                cold = cold[1:]
-            yield from run(cold, t, "mean" if state["root"] is None else "head" if heads == "root" else "best")
+    def _halve_batch(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        new = max(1, self.batch // 2)
+        if self.on_oom is not None:
+            self.on_oom(self.batch, new)
+        self.batch = new
+
+    def _attempt(self, part: list[int], idx: list[int], kind: str, anchor_kind: str | None = None) -> Projection:
+        """One projection of photos ``idx`` (of chains ``part``) started as ``kind`` says."""
+        o = self.options
+        if kind == "head":
+            init = self.root.unsqueeze(0).repeat(len(part), *[1] * self.root.ndim)
+        elif kind == "previous":
+            init = torch.stack([self.latents[c] for c in part])
         else:
-            yield from run(cold, t, "mean")
-        yield from run(warm, t, "previous")
+            init = None
+        options = o.after_first if kind == "previous" else o.project
+        if kind == "head":  # from the root: the full steps, at the warm-start learning rate
+            options = replace(o.project, lr=o.lr_after_first)
+        proj = project(self.G, self.targets[idx], loss=self.loss, options=options, init=init,
+                       anchor=self._anchor(part, anchor_kind or kind), w_std=self.w_std,
+                       generator=batch_generator(o.seed, self.plan.keys[idx[0]]), callback=self.callback)
+        proj.info.update(init=kind)
+        return proj
+
+    def _anchor(self, part: list[int], kind: str) -> torch.Tensor | None:
+        """W+ latents the smoothness term pulls toward: the predecessors', or the root's for a head."""
+        if self.options.project.smooth <= 0 or kind == "mean":
+            return None
+        if kind == "head":
+            with torch.no_grad():
+                return to_ws(self.G, self.root.unsqueeze(0), self.options.project.space).expand(len(part), -1, -1)
+        return torch.stack([self.ws[c] for c in part])
