@@ -20,14 +20,18 @@ import argparse
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from aging.stylegan.networks import Generator  # noqa: E402
-from common import peak_memory, sync, write_json  # noqa: E402
+from aging.devices import resolve_device  # noqa: E402
+from aging.errors import AgingError  # noqa: E402
+from aging.render.video import DecodeOptions  # noqa: E402
+from aging.stylegan.networks import Generator, GeneratorConfig  # noqa: E402
+from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,7 +70,7 @@ def time_synthesis(synth, ws, *, fp16: bool, fused, iters: int, warmup: int, dev
     return (time.perf_counter() - t0) / iters, img
 
 
-def time_render(G, *, frames: int, size: int, batch: int, fp16: bool, seed: int) -> dict:
+def time_render(G, options: DecodeOptions, *, frames: int, seed: int) -> dict:
     """Wall time of ``aging render``'s path: decode in batches, resize, caption, write a GIF."""
     import tempfile
 
@@ -76,39 +80,68 @@ def time_render(G, *, frames: int, size: int, batch: int, fp16: bool, seed: int)
     device = next(G.parameters()).device
     with torch.no_grad():
         ws = G.mapping(torch.randn(frames, G.z_dim, generator=gen).to(device), truncation_psi=0.7).cpu().numpy()
-    list(decode(G, ws[:batch], batch=batch, size=size, fp16=fp16))  # warm-up
+    list(decode(G, ws[:options.batch], options))  # warm-up
     sync(device)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         with VideoWriter(Path(tmp) / "render.gif", fps=25, formats=("gif",)) as writer:
-            for k, frame in enumerate(decode(G, ws, batch=batch, size=size, fp16=fp16)):
+            for k, frame in enumerate(decode(G, ws, options)):
                 writer.write(caption(frame, f"frame {k}"))
         seconds = time.perf_counter() - t0
         gif_mb = (Path(tmp) / "render.gif").stat().st_size / 2 ** 20
-    return {"frames": frames, "size": size, "batch": batch, "fp16": fp16, "seconds": round(seconds, 3),
-            "frames_per_s": round(frames / seconds, 2), "gif_mb": round(gif_mb, 2)}
+    return {"frames": frames, "size": options.size, "batch": options.batch, "fp16": options.fp16,
+            "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2), "gif_mb": round(gif_mb, 2)}
+
+
+def bench_batch(G, synth, batch: int, args, device) -> list[dict]:
+    """Time ``synth`` on ``batch`` latents, in float32 and (on CUDA with ``--fp16``) float16: one
+    row per precision, with its max abs difference from eager float32 where there is another path."""
+    fused = {"auto": None, "fused": True, "batched": False}[args.modconv]
+    gen = torch.Generator().manual_seed(args.seed + batch)
+    z = torch.randn(batch, G.z_dim, generator=gen).to(device)
+    with torch.no_grad():
+        ws = G.mapping(z, truncation_psi=0.7)  # [N, num_ws, w_dim]
+    halves = [False, True] if args.fp16 and device.type == "cuda" else [False]
+    ref = None  # eager float32 images, the reference of the fp16 and compiled paths
+    if args.compile or len(halves) > 1:
+        with torch.no_grad():
+            ref = G.synthesis(ws, "const", fused_modconv=fused).float()
+    rows = []
+    for half in halves:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        reset_peak(device)
+        try:
+            sec, img = time_synthesis(synth, ws, fp16=half, fused=fused, iters=args.iters, warmup=args.warmup,
+                                      device=device)
+        except torch.cuda.OutOfMemoryError:
+            print(f"batch {batch:>3} {'fp16' if half else 'fp32'}: out of memory")
+            continue
+        row = {"batch": batch, "precision": "fp16" if half else "fp32", "ms_per_batch": round(sec * 1e3, 3),
+               "images_per_s": round(batch / sec, 3), "peak_memory_mb": round(peak_memory(device) / 2 ** 20, 1)}
+        if ref is not None:
+            row["max_abs_diff_vs_fp32"] = float((img.float() - ref).abs().max())
+        rows.append(row)
+        extra = f", max abs diff vs eager fp32 {row['max_abs_diff_vs_fp32']:.4g}" if ref is not None else ""
+        print(f"batch {batch:>3} {row['precision']}: {row['ms_per_batch']:9.2f} ms/batch "
+              f"{row['images_per_s']:9.2f} images/s  peak memory {row['peak_memory_mb']:.0f} MB{extra}")
+    return rows
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            sys.exit("--device cuda: no CUDA device available")
+    try:
+        device = torch.device(resolve_device(args.device))
+    except AgingError as exc:
+        sys.exit(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    fused = {"auto": None, "fused": True, "batched": False}[args.modconv]
 
     torch.manual_seed(args.seed)
-    G = Generator(z_dim=512, w_dim=512, img_resolution=args.resolution, img_channels=3, mapping_layers=8,
-                  channel_base=32768, channel_max=512, num_fp16_res=args.num_fp16_res, conv_clamp=256)
+    G = Generator(GeneratorConfig(img_resolution=args.resolution, num_fp16_res=args.num_fp16_res, conv_clamp=256))
     G = G.eval().requires_grad_(False).to(device)
-    synth = G.synthesis
-    if args.compile:
-        synth = torch.compile(G.synthesis)
+    synth = torch.compile(G.synthesis) if args.compile else G.synthesis
     n_params = sum(p.numel() for p in G.parameters())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
@@ -117,46 +150,12 @@ def main(argv=None) -> dict:
     if args.fp16 and device.type != "cuda":
         print("note: the half-precision path runs only on CUDA; --fp16 is skipped on CPU")
 
-    results = []
-    for batch in batches:
-        gen = torch.Generator().manual_seed(args.seed + batch)
-        z = torch.randn(batch, G.z_dim, generator=gen).to(device)
-        with torch.no_grad():
-            ws = G.mapping(z, truncation_psi=0.7)  # [N, num_ws, w_dim]
-        halves = [False, True] if args.fp16 and device.type == "cuda" else [False]
-        ref = None  # eager float32 images, the reference of the fp16 and compiled paths
-        if args.compile or len(halves) > 1:
-            with torch.no_grad():
-                ref = G.synthesis(ws, "const", fused_modconv=fused).float()
-        for half in halves:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            try:
-                sec, img = time_synthesis(synth, ws, fp16=half, fused=fused, iters=args.iters,
-                                          warmup=args.warmup, device=device)
-            except torch.cuda.OutOfMemoryError:
-                print(f"batch {batch:>3} {'fp16' if half else 'fp32'}: out of memory")
-                continue
-            row = {
-                "batch": batch,
-                "precision": "fp16" if half else "fp32",
-                "ms_per_batch": round(sec * 1e3, 3),
-                "images_per_s": round(batch / sec, 3),
-                "peak_memory_mb": round(peak_memory(device) / 2 ** 20, 1),
-            }
-            if ref is not None:
-                row["max_abs_diff_vs_fp32"] = float((img.float() - ref).abs().max())
-            results.append(row)
-            extra = f", max abs diff vs eager fp32 {row['max_abs_diff_vs_fp32']:.4g}" if ref is not None else ""
-            print(f"batch {batch:>3} {row['precision']}: {row['ms_per_batch']:9.2f} ms/batch "
-                  f"{row['images_per_s']:9.2f} images/s  peak memory {row['peak_memory_mb']:.0f} MB{extra}")
-
+    results = [row for batch in batches for row in bench_batch(G, synth, batch, args, device)]
     render = None
     if args.render:
-        render = time_render(G, frames=args.render, size=args.render_size,
-                             batch=args.render_batch or max(batches), fp16=args.fp16 and device.type == "cuda",
-                             seed=args.seed)
+        options = DecodeOptions(batch=args.render_batch or max(batches), size=args.render_size,
+                                fp16=args.fp16 and device.type == "cuda")
+        render = time_render(G, options, frames=args.render, seed=args.seed)
         print(f"render {render['frames']} frames -> {render['size']} px GIF (batch {render['batch']}, "
               f"{'fp16' if render['fp16'] else 'fp32'}): {render['seconds']:.2f} s, "
               f"{render['frames_per_s']:.1f} frames/s")
@@ -164,7 +163,7 @@ def main(argv=None) -> dict:
     report = {
         "device": str(device), "device_name": name, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "resolution": args.resolution, "num_ws": G.num_ws,
-        "config": G.config, "compile": args.compile, "modconv": args.modconv, "iters": args.iters,
+        "config": asdict(G.config), "compile": args.compile, "modconv": args.modconv, "iters": args.iters,
         "warmup": args.warmup, "peak_memory_note": ("torch.cuda.max_memory_allocated per setting"
                                                     if device.type == "cuda" else
                                                     "process peak RSS (ru_maxrss), cumulative"),

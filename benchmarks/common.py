@@ -39,7 +39,9 @@ def write_json(path: Path | None, report: dict, *, indent: int = 2) -> None:
     """Write ``report`` to ``path`` (creating its folder) and say so; nothing when ``path`` is None."""
     if path is None:
         return
+    from aging import io
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=indent) + "\n")
+    io.write_text(path, json.dumps(report, indent=indent) + "\n")  # atomic, as every write of the project
     print(f"wrote {path}")

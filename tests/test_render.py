@@ -9,11 +9,25 @@ from PIL import Image
 
 from aging.cli import main
 from aging.render.edits import layer_presets, lerp, mix, morph_ws, parse_layers, slerp
-from aging.render.video import RenderError, VideoWriter, check_ws, decode, read_video_frames
+from aging.render.video import DecodeOptions, RenderError, VideoWriter, check_ws, decode
 from aging.stylegan.checkpoints import save_generator
 from aging.synthetic import SynthConfig, generate, write_dataset
 from tests.harness import assert_user_error, cli, contents, hidden_leftovers
 from tests.tiny import photo_generator
+
+
+def read_video_frames(path):
+    """All frames of a GIF or MP4 as uint8 arrays."""
+    if path.suffix.lower() == ".gif":
+        from PIL import ImageSequence
+
+        with Image.open(path) as im:
+            return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path))
+    w, h = next(gen)["size"]  # the first item is the metadata
+    return [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +48,7 @@ def world(tmp_path_factory, gen_path):
     aligned = root / "data" / "subject00" / "aligned"
     aligned.mkdir()
     s = ds.subjects[0]
-    for age, frame in zip(s.ages, decode(G, s.latents, size=32)):
+    for age, frame in zip(s.ages, decode(G, s.latents, DecodeOptions(size=32))):
         Image.fromarray(frame).save(aligned / f"{age}.png")
     r = CliRunner().invoke(main, ["train", str(root / "data"), "--model", "direction", "-o", str(root / "run"), "-q"])
     assert r.exit_code == 0, r.output
@@ -44,12 +58,12 @@ def world(tmp_path_factory, gen_path):
 def test_decode_shapes_and_size():
     G = photo_generator(16)
     ws = np.random.default_rng(0).standard_normal((5, G.num_ws, G.w_dim)).astype(np.float32)
-    frames = list(decode(G, ws, batch=2))
+    frames = list(decode(G, ws, DecodeOptions(batch=2)))
     assert len(frames) == 5 and frames[0].shape == (16, 16, 3) and frames[0].dtype == np.uint8
-    small = list(decode(G, ws[:1], size=8))
+    small = list(decode(G, ws[:1], DecodeOptions(size=8)))
     assert small[0].shape == (8, 8, 3)
     # batching does not change the result
-    np.testing.assert_array_equal(np.stack(list(decode(G, ws, batch=5))), np.stack(frames))
+    np.testing.assert_array_equal(np.stack(list(decode(G, ws, DecodeOptions(batch=5)))), np.stack(frames))
     with pytest.raises(RenderError, match="wrong latent shape"):
         check_ws(np.zeros((3, 7)), G)
     assert check_ws(np.zeros(G.w_dim), G).shape == (1, G.num_ws, G.w_dim)  # W broadcast to W+
@@ -120,6 +134,40 @@ def test_render_model_side_by_side(world, gen_path, tmp_path):
     real = np.asarray(Image.open(root / "data" / "subject00" / "aligned" / f"{s.ages[0]}.png").convert("RGB"))
     top = slice(0, 20)
     assert np.abs(gif[0][top, :32].astype(int) - real[top].astype(int)).mean() < 12
+
+
+def test_render_subject_photos_follow_the_manifest(world, gen_path, tmp_path):
+    """A photo the subject's manifest.csv does not keep (excluded since) never appears in the video,
+    even though its aligned file is still there and its age is a frame's age."""
+    import shutil
+
+    root, ds = world
+    s = ds.subjects[0]
+    subject = tmp_path / "subject00"
+    shutil.copytree(root / "data" / "subject00" / "aligned", subject / "aligned")
+    excluded = int(s.ages[len(s.ages) // 2])
+    Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(subject / "aligned" / f"{excluded}.png")
+    rows = ["index,photo,age_days,status,reason,file"]
+    for k, age in enumerate(s.ages):
+        kept = age != excluded
+        rows.append(f"{k},{k},{age},{'kept' if kept else 'excluded'},{'' if kept else 'listed in exclude'},"
+                    f"{f'aligned/{age}.png' if kept else ''}")
+    (subject / "manifest.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "recon.gif"
+    args = ["render", "--latents", str(root / "data" / "subject00"), "-g", str(gen_path), "--subject", str(subject),
+            "--format", "gif", "--size", "16", "--no-caption", "-o", str(out), "-q"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    frames = read_video_frames(out)
+    assert len(frames) == len(s.ages)
+    real = [f[:, :16].astype(int) for f in frames]  # the left panel: the real photo nearest in age
+    assert all(panel.mean() < 200 for panel in real)  # the white, excluded photo is never shown
+    # ... while without the manifest it is (it is the photo of that exact age)
+    (subject / "manifest.csv").unlink()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    shown = read_video_frames(out)[list(s.ages).index(excluded)][:, :16].astype(int)
+    assert shown.mean() > 240
 
 
 def test_render_reconstruction_video(world, gen_path, tmp_path):

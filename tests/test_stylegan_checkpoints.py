@@ -10,6 +10,7 @@ import pickle
 import shutil
 import sys
 import types
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from aging.stylegan import load_generator
 from aging.stylegan.checkpoints import (ALLOWED_GLOBALS, CheckpointError, PersistentObject, generator_config,
                                         load_checkpoint, read_network_pickle, save_generator)
+from aging.stylegan.networks import GeneratorConfig
 from tests.test_stylegan_networks import tiny_generator
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -102,10 +104,10 @@ def persisted_tree(module, names, *, init_kwargs=None):
 
 def nvidia_kwargs(G, layout, EasyDict):
     c = G.config
-    synthesis = dict(channel_base=c["channel_base"], channel_max=c["channel_max"],
-                     num_fp16_res=c["num_fp16_res"], conv_clamp=c["conv_clamp"])
+    synthesis = dict(channel_base=c.channel_base, channel_max=c.channel_max, num_fp16_res=c.num_fp16_res,
+                     conv_clamp=c.conv_clamp)
     kw = dict(z_dim=G.z_dim, c_dim=0, w_dim=G.w_dim, img_resolution=G.img_resolution,
-              img_channels=G.img_channels, mapping_kwargs=EasyDict(num_layers=c["mapping_layers"]))
+              img_channels=G.img_channels, mapping_kwargs=EasyDict(num_layers=c.mapping_layers))
     if layout == "ada":  # StyleGAN2-ADA: nested synthesis_kwargs
         kw["synthesis_kwargs"] = EasyDict(synthesis)
     else:  # StyleGAN3's networks_stylegan2: at the top level, plus run-time options
@@ -371,13 +373,33 @@ def test_own_format_round_trip_is_bit_identical(tmp_path, target):
     state = torch.load(wpath, weights_only=True)
     assert list(state) == list(G.state_dict())
     meta = json.loads(cpath.read_text())
-    assert meta["format"] == "aging.stylegan2.generator" and meta["config"] == G.config
+    assert meta["format"] == "aging.stylegan2.generator" and meta["config"] == json.loads(json.dumps(asdict(G.config)))
+    assert GeneratorConfig(**meta["config"]) == G.config
     for path in (tmp_path / target, cpath, wpath):
         G2 = load_checkpoint(path).eval()
         assert_same_weights(G2, G)
         for a, b in zip(images(G2), images(G)):
             assert torch.equal(a, b)
         assert G2.config == G.config
+
+
+def test_own_format_written_before_the_config_dataclass_still_loads(tmp_path):
+    """A generator.json as the project wrote it when the config was a hand-built dict (same keys)."""
+    G = tiny_generator(8, conv_clamp=2.0, num_fp16_res=1)
+    wpath, cpath = save_generator(G, tmp_path / "g")
+    legacy = {
+        "config": {"channel_base": 64, "channel_max": 8, "conv_clamp": 2.0, "img_channels": 3, "img_resolution": 8,
+                   "mapping_features": None, "mapping_layers": 2, "mapping_lr_multiplier": 0.01, "num_fp16_res": 1,
+                   "resample_filter": [1.0, 3.0, 3.0, 1.0], "use_noise": True, "w_avg_beta": 0.995, "w_dim": 8,
+                   "z_dim": 8},
+        "format": "aging.stylegan2.generator", "num_ws": 4, "sha256": json.loads(cpath.read_text())["sha256"],
+        "source": None, "version": 1, "weights": "generator.pt"}
+    cpath.write_text(json.dumps(legacy, indent=2, sort_keys=True))
+    G2 = load_checkpoint(tmp_path / "g").eval()
+    assert G2.config == G.config
+    assert_same_weights(G2, G)
+    for a, b in zip(images(G2), images(G)):
+        assert torch.equal(a, b)
 
 
 def test_own_format_detects_tampering_and_mismatch(tmp_path):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from aging.stylegan.networks import (Generator, SynthesisLayer, conv2d_up, make_resample_filter,
+from aging.stylegan.networks import (Generator, GeneratorConfig, SynthesisLayer, conv2d_up, make_resample_filter,
                                      modulated_conv2d, upsample2d)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -59,6 +60,30 @@ def test_bad_resolution_and_shapes_raise():
         G.mapping(torch.zeros(2, 9))
     with pytest.raises(ValueError, match="noise_mode"):
         G.synthesis(torch.zeros(1, 4, 8), noise_mode="fixed")
+
+
+def test_config_dataclass_is_the_one_description_of_the_architecture():
+    kw = dict(z_dim=8, w_dim=8, img_resolution=16, mapping_layers=2, channel_base=128, channel_max=8,
+              conv_clamp=256, resample_filter=[1, 3, 3, 1])
+    config = GeneratorConfig(**kw)
+    assert config.conv_clamp == 256.0 and isinstance(config.conv_clamp, float)
+    assert config.resample_filter == (1.0, 3.0, 3.0, 1.0)
+    assert GeneratorConfig(**json.loads(json.dumps(asdict(config)))) == config  # what save_generator stores
+    assert config.block_resolutions == [4, 8, 16] and config.channels(16) == 8
+    torch.manual_seed(0)
+    G = Generator(config)
+    torch.manual_seed(0)
+    G2 = Generator(**kw)  # the fields as keywords: the same generator
+    assert G.config == G2.config == config and G.num_ws == G2.num_ws == 6
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+    with pytest.raises(TypeError, match="not both"):
+        Generator(config, z_dim=4)
+    with pytest.raises(TypeError):
+        GeneratorConfig(bogus=1)
+    with pytest.raises(ValueError, match="mapping_layers must be >= 1"):
+        GeneratorConfig(mapping_layers=0)
+    with pytest.raises(ValueError, match="gives no channels"):
+        GeneratorConfig(img_resolution=64, channel_base=32, channel_max=8)
 
 
 def test_truncation_identity_zero_and_cutoff():

@@ -89,7 +89,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def fetch(url, **kw):
-    return W.download(url, progress=False, backoff=0.0, timeout=10, **kw)
+    return W.download_weights(url, progress=False, backoff=0.0, timeout=10, **kw)
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
@@ -177,12 +177,12 @@ def test_registry_name_download_and_resolution(server, cache, monkeypatch):
     with pytest.raises(W.WeightsError, match="not downloaded yet; run `aging weights download tiny-test`"):
         W.resolve_generator("tiny-test")
     assert server.log == []  # nothing downloaded implicitly
-    path = W.download("tiny-test", progress=False)
+    path = W.download_weights("tiny-test", progress=False)
     assert path == W.cached_path("tiny-test") and W.resolve_generator("tiny-test") == path
     bad = W.KnownWeights(name="bad-size", url=entry.url, filename="bad.pkl", description="", size=5)
     monkeypatch.setitem(W.REGISTRY, "bad-size", bad)
     with pytest.raises(W.WeightsError, match="got 300000 bytes, expected 5"):
-        W.download("bad-size", progress=False)
+        W.download_weights("bad-size", progress=False)
     assert not (cache / "weights" / "bad.pkl").exists()
 
 
@@ -197,7 +197,7 @@ def test_resolve_generator_errors(tmp_path, cache):
     with pytest.raises(W.WeightsError, match="aging weights download stylegan2-ffhq-1024"):
         W.resolve_generator("stylegan2-ffhq-1024")
     with pytest.raises(W.WeightsError, match="nor an http"):
-        W.download("no-such-model")
+        W.download_weights("no-such-model")
 
 
 def test_download_options_are_checked_before_any_request(server, cache):

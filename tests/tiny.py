@@ -43,7 +43,7 @@ def save_photos(G: Generator, folder, n: int, *, first_age: int = 7000, step: in
 
     from PIL import Image
 
-    from aging.encode.pipeline import to_uint8
+    from aging.stylegan import to_uint8
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,61 +1,124 @@
-"""CLI of the render stage: ``render`` (aging videos), ``mix`` (style mixing), ``morph``."""
+"""CLI of the render stage: ``render`` (aging videos), ``mix`` (style mixing), ``morph``.
+
+Each verb takes its options as ``**options``: the generator options all three share become a
+:class:`GeneratorOptions` (:func:`pop_generator_options`), the rest the verb's own options
+dataclass; the verb's body is then a few named steps.
+"""
 
 from __future__ import annotations
 
-import re
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import click
 
 from aging.cli.common import AGE, FRAME_AGES, MAX_FRAMES, Command, FiniteFloat
+from aging.devices import DEVICE_HELP, DeviceError, check_device_name
+from aging.render.video import DecodeOptions
 
 GENERATOR_HELP = "Generator: a checkpoint path (.pkl or the project's format) or a registry name (aging weights list)."
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 SIZE = click.IntRange(8, 4096)
 FPS = FiniteFloat(min=0, min_open=True, max=240)
 
 
 def _device(ctx, param, value: str) -> str:
-    if not _DEVICE.match(value):
-        raise click.BadParameter(f"{value!r} is not a device (use auto, cpu, cuda or cuda:N)")
-    return value
+    try:
+        return check_device_name(value, option="")
+    except DeviceError as exc:
+        raise click.BadParameter(str(exc).strip()) from None
+
+
+def _formats(ctx, param, text: str) -> list[str]:
+    out = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in out if f not in ("gif", "mp4")]
+    if bad or not out:
+        raise click.BadParameter(f"formats are gif and/or mp4, got {text!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The options every decoding verb shares
 
 
 def generator_options(f):
-    """Options shared by every command that decodes latents."""
+    """Options shared by every command that decodes latents (read by :func:`pop_generator_options`)."""
     opts = [
         click.option("--generator", "-g", required=True, metavar="PATH|NAME", help=GENERATOR_HELP),
-        click.option("--device", default="auto", show_default=True, callback=_device,
-                     help="cpu, cuda, cuda:N or auto."),
-        click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 1024),
+        click.option("--device", default="auto", show_default=True, callback=_device, help=DEVICE_HELP),
+        click.option("--batch", default=DecodeOptions.batch, show_default=True, type=click.IntRange(1, 1024),
                      help="Latents decoded per generator call."),
         click.option("--fp16", is_flag=True, help="Half precision on CUDA (faster; tiny differences)."),
-        click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
-                     show_default=True, help="Per-pixel noise of the synthesis network."),
+        click.option("--noise-mode", type=click.Choice(["const", "random", "none"]),
+                     default=DecodeOptions.noise_mode, show_default=True,
+                     help="Per-pixel noise of the synthesis network."),
+        click.option("--size", default=256, show_default=True, type=SIZE, help="Frame size (px) of each face."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-def _load_G(generator: str, device: str):
-    """The generator, or one line naming it (missing, unsafe or unknown file; no CUDA)."""
-    import torch
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """Which generator, on which device, and how latents are decoded."""
 
-    from aging.errors import AgingError
-    from aging.render.video import RenderError
-    from aging.stylegan import load_generator
+    generator: str  # a checkpoint path or a registry name
+    device: str  # auto, cpu, cuda or cuda:N
+    decode: DecodeOptions
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RenderError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    try:
-        return load_generator(generator, device=device)
-    except AgingError:
-        raise
-    except OSError as exc:
-        raise RenderError(f"{generator}: cannot read the generator ({exc.strerror or exc})") from None
+    def load(self):
+        """The generator, or one line naming it (missing, unsafe or unknown file; no CUDA)."""
+        from aging.devices import resolve_device
+        from aging.errors import AgingError
+        from aging.render.video import RenderError
+        from aging.stylegan import load_generator
+
+        device = resolve_device(self.device)
+        try:
+            return load_generator(self.generator, device=device)
+        except AgingError:
+            raise
+        except OSError as exc:
+            raise RenderError(f"{self.generator}: cannot read the generator ({exc.strerror or exc})") from None
+
+
+def pop_generator_options(options: dict) -> GeneratorOptions:
+    """Take the :func:`generator_options` out of a verb's ``options``; the verb's own remain."""
+    decode = DecodeOptions(**{f.name: options.pop(f.name) for f in fields(DecodeOptions)})
+    return GeneratorOptions(options.pop("generator"), options.pop("device"), decode)
+
+
+# ---------------------------------------------------------------------------------------------
+# aging render
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """``aging render``'s own options (defaults: the click options below)."""
+
+    model_dir: Path | None  # a run directory of `aging train`
+    source: Path | None  # the latent to age (with --model)
+    start_age: int | None  # its age in days (None: from its <age_days>.npy name)
+    ages: list[int] | None  # target ages in days (with --model)
+    latents_dir: Path | None  # instead of a model: a subject's encoded latents
+    subject: Path | None  # the subject whose real photos go beside the generated faces
+    fps: float
+    formats: list[str]
+    no_caption: bool
+    out: Path
+    quiet: bool
+
+
+@dataclass
+class Frames:
+    """What the frames of a render show, checked before the generator loads."""
+
+    ages: object  # [T] int days, one per frame
+    model: object = None  # the fitted age model (--model) ...
+    start_age: int | None = None  # ... and the source latent's age
+    subject: object = None  # or the encoded subject (--latents)
 
 
 def _load_model(model_dir: Path):
@@ -77,12 +140,90 @@ def _load_model(model_dir: Path):
                           f"{str(exc).splitlines()[0] if str(exc) else 'damaged file'})") from None
 
 
-def _formats(ctx, param, text: str) -> list[str]:
-    out = [f.strip().lower() for f in text.split(",") if f.strip()]
-    bad = [f for f in out if f not in ("gif", "mp4")]
-    if bad or not out:
-        raise click.BadParameter(f"formats are gif and/or mp4, got {text!r}")
-    return out
+def plan_frames(o: RenderOptions) -> Frames:
+    """The frame ages and what they are decoded from; every cheap check, in the order a user
+    fixes them, before the generator is loaded."""
+    import numpy as np
+
+    from aging import io
+    from aging.render.video import RenderError
+
+    if (o.model_dir is None) == (o.latents_dir is None):
+        raise click.UsageError("give either --model (with --source and --ages) or --latents")
+    if o.latents_dir is not None:
+        from aging.latents import load_subject
+
+        subj = load_subject(o.latents_dir)
+        if len(subj) > MAX_FRAMES:
+            raise RenderError(f"{o.latents_dir}: {len(subj)} latents; a video takes at most {MAX_FRAMES} frames")
+        return Frames(ages=subj.ages, subject=subj)
+    if o.source is None or o.ages is None:
+        raise click.UsageError("--model needs --source LATENT.npy and --ages START:STOP:STEP")
+    start_age = o.start_age
+    if start_age is None:
+        if not o.source.stem.isdigit():
+            raise click.UsageError(f"--start-age is needed (the --source file name {o.source.name} is not "
+                                   "<age_days>.npy)")
+        start_age = int(o.source.stem)
+    model = _load_model(o.model_dir)
+    io.read_latent(o.source)  # a missing, damaged or .npz file: one line naming it
+    return Frames(ages=np.asarray(o.ages, dtype=np.int64), model=model, start_age=start_age)
+
+
+def frame_latents(o: RenderOptions, frames: Frames, G):
+    """W+ latents ``[T, num_ws, w_dim]`` of the frames: the model's predictions from the source,
+    or the subject's own; each checked against the generator."""
+    import numpy as np
+
+    from aging.render.video import RenderError, load_latent
+
+    want = (G.num_ws, G.w_dim)
+    if frames.model is not None:
+        if tuple(frames.model.latent_shape_) != want:
+            raise RenderError(f"{o.model_dir}: model latents {tuple(frames.model.latent_shape_)} do not fit the "
+                              f"generator's W+ {want}")
+        ws = frames.model.predict(load_latent(o.source, G), frames.start_age, frames.ages)
+    else:
+        ws = frames.subject.latents
+        if ws.shape[1:] != want:
+            raise RenderError(f"{o.latents_dir}: latents of shape {ws.shape[1:]} do not fit the "
+                              f"generator's W+ {want}")
+    if not np.all(np.isfinite(ws)):
+        raise RenderError("the predicted latents contain NaN or inf")
+    return ws
+
+
+def real_photos(subject: Path):
+    """The subject's aligned photos (its manifest's kept ones), or one line naming the folder."""
+    from aging.photos import PhotoError, subject_photos
+    from aging.render.video import RenderError
+
+    try:
+        return subject_photos(subject)
+    except PhotoError as exc:
+        raise RenderError(f"{exc} (--subject needs the subject's aligned photos)") from None
+
+
+def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos):
+    """Decode ``ws`` and write the video: each frame captioned with its age, beside the real photo
+    nearest in age when there are ``photos``. Returns the closed writer."""
+    from aging.ages import format_age
+    from aging.photos import read_photo
+    from aging.render.video import VideoWriter, caption, decode, nearest, side_by_side
+
+    real_idx = nearest(photos.ages, ages) if photos is not None else None
+    label = "generated" if photos is not None else "age"
+    with VideoWriter(o.out, fps=o.fps, formats=o.formats) as writer:
+        for k, frame in enumerate(decode(G, ws, gen.decode, quiet=o.quiet, desc="render")):
+            if not o.no_caption:
+                frame = caption(frame, f"{label} {format_age(ages[k])}")
+            if real_idx is not None:
+                real = read_photo(photos.paths[real_idx[k]], gen.decode.size)
+                if not o.no_caption:
+                    real = caption(real, f"real {format_age(photos.ages[real_idx[k]])}")
+                frame = side_by_side(real, frame)
+            writer.write(frame)
+    return writer
 
 
 @click.command(cls=Command)
@@ -99,7 +240,6 @@ def _formats(ctx, param, text: str) -> list[str]:
 @click.option("--subject", type=click.Path(path_type=Path), default=None,
               help="Put the subject's real aligned photo nearest to each age beside the generated face.")
 @generator_options
-@click.option("--size", default=256, show_default=True, type=SIZE, help="Frame size (px) of each face.")
 @click.option("--fps", default=10.0, show_default=True, type=FPS)
 @click.option("--format", "formats", default="gif,mp4", show_default=True, callback=_formats,
               help="gif, mp4 or both.")
@@ -107,8 +247,7 @@ def _formats(ctx, param, text: str) -> list[str]:
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; OUT.gif and/or OUT.mp4 are written.")
 @click.option("-q", "--quiet", is_flag=True)
-def render(model_dir, source, start_age, ages, latents_dir, subject, generator, device, batch, fp16, noise_mode,
-           size, fps, formats, no_caption, out, quiet):
+def render(**options):
     """Decode latents into an aging video (GIF and MP4), real and generated side by side.
 
     \b
@@ -119,71 +258,38 @@ def render(model_dir, source, start_age, ages, latents_dir, subject, generator, 
                    --subject data/anna -o anna.gif
       aging render --latents data/anna -g G.pkl --subject data/anna -o anna_recon.mp4   # reconstruction video
     """
-    import numpy as np
-
     from aging import io
-    from aging.ages import format_age
-    from aging.render.video import RenderError, VideoWriter, caption, decode, load_latent, nearest
-    from aging.render.video import read_photo, side_by_side, subject_photos
 
-    if bool(model_dir) == bool(latents_dir):
-        raise click.UsageError("give either --model (with --source and --ages) or --latents")
+    gen = pop_generator_options(options)
+    o = RenderOptions(**options)
     t0 = time.perf_counter()
-    # everything cheap is checked before the generator is loaded
-    if model_dir is not None:
-        if source is None or ages is None:
-            raise click.UsageError("--model needs --source LATENT.npy and --ages START:STOP:STEP")
-        if start_age is None:
-            if not source.stem.isdigit():
-                raise click.UsageError(f"--start-age is needed (the --source file name {source.name} is not "
-                                       "<age_days>.npy)")
-            start_age = int(source.stem)
-        model = _load_model(model_dir)
-        io.read_latent(source)  # a missing, damaged or .npz file: one line naming it
-        frame_ages = np.asarray(ages, dtype=np.int64)
-    else:
-        from aging.latents import load_subject
-
-        subj = load_subject(latents_dir)
-        if len(subj) > MAX_FRAMES:
-            raise RenderError(f"{latents_dir}: {len(subj)} latents; a video takes at most {MAX_FRAMES} frames")
-        frame_ages = subj.ages
-    if subject is not None:
-        real_ages, real_paths = subject_photos(subject)
-    G = _load_G(generator, device)
-    if model_dir is not None:
-        if tuple(model.latent_shape_) != (G.num_ws, G.w_dim):
-            raise RenderError(f"{model_dir}: model latents {tuple(model.latent_shape_)} do not fit the "
-                              f"generator's W+ ({G.num_ws}, {G.w_dim})")
-        start = load_latent(source, G)
-        ws = model.predict(start, start_age, frame_ages)  # [T, num_ws, w_dim]
-    else:
-        if subj.latents.shape[1:] != (G.num_ws, G.w_dim):
-            raise RenderError(f"{latents_dir}: latents of shape {subj.latents.shape[1:]} do not fit the "
-                              f"generator's W+ ({G.num_ws}, {G.w_dim})")
-        ws = subj.latents
-    if not np.all(np.isfinite(ws)):
-        raise RenderError("the predicted latents contain NaN or inf")
-    real_idx = nearest(real_ages, frame_ages) if subject is not None else None
-    with VideoWriter(out, fps=fps, formats=formats) as writer:
-        frames = decode(G, ws, batch=batch, size=size, noise_mode=noise_mode, fp16=fp16, progress=not quiet,
-                        desc="render")
-        for k, frame in enumerate(frames):
-            if not no_caption:
-                frame = caption(frame, f"{'generated' if subject is not None else 'age'} {format_age(frame_ages[k])}")
-            if real_idx is not None:
-                real = read_photo(real_paths[real_idx[k]], size)
-                if not no_caption:
-                    real = caption(real, f"real {format_age(real_ages[real_idx[k]])}")
-                frame = side_by_side(real, frame)
-            writer.write(frame)
-    info = {"frames": writer.count, "ages_days": [int(a) for a in frame_ages], "generator": str(generator),
-            "model": str(model_dir) if model_dir else None, "source": str(source) if source else None,
-            "latents": str(latents_dir) if latents_dir else None, "subject": str(subject) if subject else None}
-    io.write_json(Path(out).with_suffix(".json"), info)
+    frames = plan_frames(o)
+    photos = real_photos(o.subject) if o.subject is not None else None
+    G = gen.load()
+    writer = write_render(o, gen, G, frame_latents(o, frames, G), frames.ages, photos)
+    ages = [int(a) for a in frames.ages]
+    io.write_json(o.out.with_suffix(".json"), {
+        "frames": writer.count, "ages_days": ages, "generator": str(gen.generator),
+        "model": str(o.model_dir) if o.model_dir else None, "source": str(o.source) if o.source else None,
+        "latents": str(o.latents_dir) if o.latents_dir else None, "subject": str(o.subject) if o.subject else None})
     paths = ", ".join(str(p) for p in writer.paths.values())
-    click.echo(f"wrote {writer.count} frames ({frame_ages[0]}..{frame_ages[-1]} days) to {paths} "
+    click.echo(f"wrote {writer.count} frames ({ages[0]}..{ages[-1]} days) to {paths} "
                f"in {time.perf_counter() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# aging mix
+
+
+@dataclass(frozen=True)
+class MixOptions:
+    """``aging mix``'s own options."""
+
+    source: Path  # the latent whose coarse layers are kept
+    target: Path  # a latent, or a folder of latents (their mean)
+    layers: str  # W+ layers taken from the target: a range, a list or a preset
+    as_grid: bool  # one row over every preset instead
+    out: Path
 
 
 @click.command(cls=Command)
@@ -193,9 +299,8 @@ def render(model_dir, source, start_age, ages, latents_dir, subject, generator, 
               help="W+ layers taken from TARGET: 8:18, 1,3,5, or top/high/mid/alternating.")
 @click.option("--grid", "as_grid", is_flag=True, help="One row over every preset instead of --layers.")
 @generator_options
-@click.option("--size", default=256, show_default=True, type=SIZE)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output PNG.")
-def mix(source, target, layers, as_grid, generator, device, batch, fp16, noise_mode, size, out):
+def mix(**options):
     """Style mixing: SOURCE's coarse layers, chosen finer layers from TARGET.
 
     TARGET is a latent .npy or a folder of latents, whose mean is used (e.g. a folder of old
@@ -212,23 +317,43 @@ def mix(source, target, layers, as_grid, generator, device, batch, fp16, noise_m
     from aging.render.edits import layer_presets, load_target, mix as mix_ws, parse_layers
     from aging.render.video import RenderError, caption, decode, load_latent, side_by_side
 
-    if not source.exists():
-        raise click.UsageError(f"SOURCE {source}: no such latent file")
-    if not target.exists():
-        raise click.UsageError(f"TARGET {target}: no such latent file or folder")
-    G = _load_G(generator, device)
-    src = load_latent(source, G)
-    tgt, n = load_target(target, G)
+    gen = pop_generator_options(options)
+    o = MixOptions(**options)
+    if not o.source.exists():
+        raise click.UsageError(f"SOURCE {o.source}: no such latent file")
+    if not o.target.exists():
+        raise click.UsageError(f"TARGET {o.target}: no such latent file or folder")
+    G = gen.load()
+    src = load_latent(o.source, G)
+    tgt, n = load_target(o.target, G)
     try:
-        sets = layer_presets(G.num_ws) if as_grid else {layers: parse_layers(layers, G.num_ws)}
+        sets = layer_presets(G.num_ws) if o.as_grid else {o.layers: parse_layers(o.layers, G.num_ws)}
     except RenderError as exc:
         raise click.UsageError(f"--layers: {exc}") from None
     ws = np.stack([src, tgt] + [mix_ws(src, tgt, ls) for ls in sets.values()])
     labels = ["source", "target" if n == 1 else f"mean of {n}"] + [f"{k}" for k in sets]
-    frames = [caption(f, lab) for f, lab in zip(decode(G, ws, batch=batch, size=size, noise_mode=noise_mode,
-                                                       fp16=fp16), labels)]
-    io.save_image(out, side_by_side(*frames))
-    click.echo(f"wrote {out} ({', '.join(labels)})")
+    frames = [caption(f, lab) for f, lab in zip(decode(G, ws, gen.decode), labels)]
+    io.save_image(o.out, side_by_side(*frames))
+    click.echo(f"wrote {o.out} ({', '.join(labels)})")
+
+
+# ---------------------------------------------------------------------------------------------
+# aging morph
+
+
+@dataclass(frozen=True)
+class MorphOptions:
+    """``aging morph``'s own options."""
+
+    a: Path  # the first face's latent
+    b: Path  # the last face's latent
+    frames: int  # frames from A to B, both included
+    space: str  # w: W/W+ latents, linear; z: z vectors, spherical then mapped
+    bounce: bool  # back from B to A
+    fps: float
+    formats: list[str]
+    out: Path
+    quiet: bool
 
 
 @click.command(cls=Command)
@@ -240,13 +365,12 @@ def mix(source, target, layers, as_grid, generator, device, batch, fp16, noise_m
               help="w: A, B are W/W+ latents (linear); z: they are z vectors (spherical, then mapped).")
 @click.option("--bounce", is_flag=True, help="Go back from B to A (a seamless loop).")
 @generator_options
-@click.option("--size", default=256, show_default=True, type=SIZE)
 @click.option("--fps", default=20.0, show_default=True, type=FPS)
 @click.option("--format", "formats", default="gif", show_default=True, callback=_formats,
               help="gif, mp4 or both.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("-q", "--quiet", is_flag=True)
-def morph(a, b, frames, space, bounce, generator, device, batch, fp16, noise_mode, size, fps, formats, out, quiet):
+def morph(**options):
     """Morph between two faces: interpolate their latents and decode each step.
 
     \b
@@ -260,14 +384,15 @@ def morph(a, b, frames, space, bounce, generator, device, batch, fp16, noise_mod
     from aging.render.edits import morph_ws
     from aging.render.video import VideoWriter, decode
 
-    ends = [io.read_latent(p) for p in (a, b)]  # missing, damaged or .npz: one line naming the file
-    G = _load_G(generator, device)
-    ws = morph_ws(G, ends[0], ends[1], frames, space, names=(str(a), str(b)))
-    if bounce:
+    gen = pop_generator_options(options)
+    o = MorphOptions(**options)
+    ends = [io.read_latent(p) for p in (o.a, o.b)]  # missing, damaged or .npz: one line naming the file
+    G = gen.load()
+    ws = morph_ws(G, ends[0], ends[1], o.frames, o.space, names=(str(o.a), str(o.b)))
+    if o.bounce:
         ws = np.concatenate([ws, ws[-2:0:-1]])
-    with VideoWriter(out, fps=fps, formats=formats) as writer:
-        for frame in decode(G, ws, batch=batch, size=size, noise_mode=noise_mode, fp16=fp16,
-                            progress=not quiet, desc="morph"):
+    with VideoWriter(o.out, fps=o.fps, formats=o.formats) as writer:
+        for frame in decode(G, ws, gen.decode, quiet=o.quiet, desc="morph"):
             writer.write(frame)
     click.echo(f"wrote {writer.count} frames to {', '.join(str(p) for p in writer.paths.values())}")
 

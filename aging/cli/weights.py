@@ -35,6 +35,15 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _sha256(ctx, param, value: str | None) -> str | None:
+    """``--sha256``: 64 hexadecimal digits (the check of :func:`aging.stylegan.weights.is_sha256`)."""
+    from aging.stylegan.weights import is_sha256
+
+    if value is not None and not is_sha256(value):
+        raise click.BadParameter(f"{value}: expected 64 hexadecimal digits")
+    return value
+
+
 def _human(n: int | None) -> str:
     if n is None:
         return "?"
@@ -82,15 +91,17 @@ def list_weights(cache):
         click.echo(f"    {w.url}")
 
 
-@weights.command()
+@weights.command("download")
 @click.argument("name", metavar="NAME|URL")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Cache root (default: $AGING_CACHE or ~/.cache/aging).")
-@click.option("--sha256", default=None, metavar="HEX", help="Expected checksum (overrides the registry's).")
-@click.option("--retries", default=3, show_default=True, help="Further attempts after a network error.")
+@click.option("--sha256", default=None, metavar="HEX", callback=_sha256,
+              help="Expected checksum (overrides the registry's).")
+@click.option("--retries", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Further attempts after a network error.")
 @click.option("--force", is_flag=True, help="Download again even if already cached.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def download(name, cache, sha256, retries, force, quiet):
+def download_command(name, cache, sha256, retries, force, quiet):
     """Download a checkpoint into the cache (resumable, atomic, checksum verified).
 
     \b
@@ -100,15 +111,11 @@ def download(name, cache, sha256, retries, force, quiet):
       aging weights download https://example.org/net.pkl --sha256 0123abcd...
     """
     from aging.errors import AgingError
-    from aging.stylegan.weights import is_sha256, sha256_file
-    from aging.stylegan.weights import download as fetch
+    from aging.io import sha256_file
+    from aging.stylegan.weights import download_weights
 
-    if retries < 0:
-        raise click.ClickException(f"--retries must be >= 0, got {retries}")
-    if sha256 is not None and not is_sha256(sha256):
-        raise click.ClickException(f"--sha256 {sha256}: expected 64 hexadecimal digits")
     try:
-        path = fetch(name, cache=cache, sha256=sha256, retries=retries, force=force, progress=not quiet)
+        path = download_weights(name, cache=cache, sha256=sha256, retries=retries, force=force, progress=not quiet)
     except AgingError as exc:
         raise user_error(exc) from None
     except OSError as exc:  # the cache folder cannot be written

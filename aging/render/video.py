@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,17 @@ from aging.errors import AgingError, FileFormatError
 
 class RenderError(AgingError, ValueError):
     """Bad render input: latent shape, missing photos, output format."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How :func:`decode` turns latents into frames; the single source of these defaults (the
+    render verbs read theirs from here)."""
+
+    batch: int = 8  # latents per generator call
+    size: int | None = None  # frame size in px (None: the generator's resolution)
+    noise_mode: str = "const"  # the synthesis network's per-pixel noise: const, random or none
+    fp16: bool = False  # half precision on CUDA (faster; tiny differences)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,35 +69,28 @@ def load_latent(path: str | Path, G) -> np.ndarray:
     return ws[0]
 
 
-def to_uint8(images) -> np.ndarray:
-    """Generator output ``[N, 3, R, R]`` (about [-1, 1]) -> ``[N, R, R, 3]`` uint8."""
-    import torch
-
-    x = (images.float() * 127.5 + 128.0).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def decode(G, ws: np.ndarray, *, batch: int = 8, size: int | None = None, noise_mode: str = "const",
-           fp16: bool = False, progress: bool = False, desc: str = "decode") -> Iterator[np.ndarray]:
-    """Yield one ``[size, size, 3]`` uint8 frame per latent of ``ws [N, num_ws, w_dim]``."""
+def decode(G, ws: np.ndarray, options: DecodeOptions = DecodeOptions(), *, quiet: bool = True,
+           desc: str = "decode") -> Iterator[np.ndarray]:
+    """Yield one ``[size, size, 3]`` uint8 frame per latent of ``ws [N, num_ws, w_dim]``, decoded
+    ``options.batch`` at a time (a progress bar unless ``quiet``)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
+
+    from aging.progress import progress_bar
+    from aging.stylegan import to_uint8
 
     ws = check_ws(ws, G)
+    size = options.size
     device = next(G.parameters()).device
-    bar = tqdm(total=len(ws), desc=desc, unit="frame", disable=None if progress else True, leave=False)
-    with torch.no_grad():
-        for i in range(0, len(ws), batch):
-            w = torch.from_numpy(ws[i:i + batch]).to(device)
-            kw = {"fp16": True} if fp16 else {}
-            img = G.synthesis(w, noise_mode=noise_mode, **kw)  # [B, 3, R, R]
+    with torch.no_grad(), progress_bar(total=len(ws), desc=desc, unit="frame", quiet=quiet) as bar:
+        for i in range(0, len(ws), options.batch):
+            w = torch.from_numpy(ws[i:i + options.batch]).to(device)
+            img = G.synthesis(w, noise_mode=options.noise_mode, fp16=options.fp16)  # [B, 3, R, R]
             if size is not None and size != img.shape[-1]:
                 img = F.interpolate(img.float(), size=(size, size), mode="bilinear", align_corners=False,
                                     antialias=size < img.shape[-1])
             yield from to_uint8(img)
             bar.update(len(w))
-    bar.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,47 +133,9 @@ def side_by_side(*frames: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def grid(frames: Sequence[np.ndarray], cols: int, gap: int = 4) -> np.ndarray:
-    """Frames of one size in a grid of ``cols`` columns."""
-    h, w = frames[0].shape[:2]
-    rows = int(np.ceil(len(frames) / cols))
-    out = np.zeros((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), np.uint8)
-    for k, f in enumerate(frames):
-        r, c = divmod(k, cols)
-        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = f
-    return out
-
-
-def read_photo(path: str | Path, size: int) -> np.ndarray:
-    """An aligned photo as ``[size, size, 3]`` uint8 (a damaged file: one line naming it)."""
-    from PIL import Image
-
-    try:
-        arr = io.read_image(path)
-    except FileFormatError as exc:
-        raise RenderError(str(exc)) from None
-    if arr.shape[:2] == (size, size):
-        return arr
-    return np.asarray(Image.fromarray(arr).resize((size, size), Image.LANCZOS))
-
-
-def subject_photos(folder: str | Path) -> tuple[np.ndarray, list[Path]]:
-    """A subject's aligned photos (``<folder>/aligned/<age_days>.png|jpg``, or the folder itself):
-    (ages [n] sorted, paths)."""
-    folder = Path(folder)
-    src = folder / "aligned" if (folder / "aligned").is_dir() else folder
-    found = {}
-    for p in io.data_files(src, (".png", ".jpg", ".jpeg")):
-        if p.stem.isdigit():
-            found[int(p.stem)] = p
-    if not found:
-        raise RenderError(f"{src}: no aligned photos named <age_days>.png")
-    ages = np.array(sorted(found), dtype=np.int64)
-    return ages, [found[a] for a in ages]
-
-
 def nearest(ages: np.ndarray, query: Iterable[int]) -> np.ndarray:
     """Index of the age in sorted ``ages`` nearest to each query age."""
+    ages = np.asarray(ages, dtype=np.int64)
     q = np.asarray(list(query), dtype=np.int64)
     i = np.clip(np.searchsorted(ages, q), 1, len(ages) - 1) if len(ages) > 1 else np.zeros(len(q), int)
     if len(ages) > 1:
@@ -334,19 +301,3 @@ class VideoWriter:
 def _even(frame: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
-
-
-def read_video_frames(path: str | Path) -> list[np.ndarray]:
-    """All frames of a GIF or MP4 as uint8 arrays (for tests and checks)."""
-    path = Path(path)
-    if path.suffix.lower() == ".gif":
-        from PIL import Image, ImageSequence
-
-        with Image.open(path) as im:
-            return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
-    import imageio_ffmpeg
-
-    gen = imageio_ffmpeg.read_frames(str(path))
-    meta = gen.__next__()
-    w, h = meta["size"]
-    return [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen]

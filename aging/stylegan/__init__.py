@@ -16,6 +16,7 @@ import importlib
 
 _LAZY = {
     "Generator": "aging.stylegan.networks",
+    "GeneratorConfig": "aging.stylegan.networks",
     "MappingNetwork": "aging.stylegan.networks",
     "SynthesisNetwork": "aging.stylegan.networks",
     "CheckpointError": "aging.stylegan.checkpoints",
@@ -23,7 +24,7 @@ _LAZY = {
     "save_generator": "aging.stylegan.checkpoints",
     "REGISTRY": "aging.stylegan.weights",
     "WeightsError": "aging.stylegan.weights",
-    "download": "aging.stylegan.weights",
+    "download_weights": "aging.stylegan.weights",
     "resolve_generator": "aging.stylegan.weights",
 }
 
@@ -40,7 +41,8 @@ def load_generator(path_or_name, device="cpu", *, entry: str = "G_ema"):
         ``.json``), or the name of a registry checkpoint already downloaded with
         ``aging weights download NAME``. Nothing is downloaded here.
     device : str or torch.device
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"`` (CUDA when available).
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"`` (CUDA when available), resolved by
+        :func:`aging.devices.resolve_device`.
     entry : str
         For network pickles, the entry to read (``G_ema``).
 
@@ -55,14 +57,15 @@ def load_generator(path_or_name, device="cpu", *, entry: str = "G_ema"):
         Unknown name, or a registry checkpoint that has not been downloaded.
     aging.stylegan.checkpoints.CheckpointError
         The file is unsafe, of unknown format, or does not fit a StyleGAN2 generator.
+    aging.devices.DeviceError
+        Not a device name, or CUDA asked for where there is none.
     """
-    import torch
-
+    from aging.devices import resolve_device
     from aging.stylegan.checkpoints import load_checkpoint
     from aging.stylegan.weights import resolve_generator
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(device, str):
+        device = resolve_device(device, option="device")
     G = load_checkpoint(resolve_generator(path_or_name), entry=entry)
     return G.eval().requires_grad_(False).to(device)
 

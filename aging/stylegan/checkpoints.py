@@ -10,10 +10,11 @@ Two formats are read:
   that only keeps its state; anything else is refused with :class:`CheckpointError` before it
   can run. The stand-in tree is then flattened into a state dict (own parameters, own buffers,
   children in order: the names of ``torch.nn.Module.state_dict``), the constructor arguments are
-  read from ``_init_kwargs`` through an explicit table, and a :class:`~.networks.Generator` is
-  built and loaded with ``strict=True``.
+  read from ``_init_kwargs`` through an explicit table into a
+  :class:`~.networks.GeneratorConfig`, and a :class:`~.networks.Generator` is built from it and
+  loaded with ``strict=True``.
 * **The project's own format**: ``generator.pt`` (a plain ``state_dict``, loadable with
-  ``torch.load(..., weights_only=True)``) plus ``generator.json`` (the constructor arguments),
+  ``torch.load(..., weights_only=True)``) plus ``generator.json`` (the ``GeneratorConfig``'s fields),
   either in a directory or as a ``NAME.pt`` / ``NAME.json`` file pair. Written atomically
   (through :mod:`aging.io`) by :func:`save_generator`; a save/load round trip is bit-identical.
 
@@ -31,6 +32,7 @@ import io
 import os
 import pickle
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ import torch
 from aging import io as aio
 from aging.errors import AgingError, FileFormatError
 from aging.io import sha256_file
-from aging.stylegan.networks import Generator
+from aging.stylegan.networks import Generator, GeneratorConfig
 
 FORMAT_NAME = "aging.stylegan2.generator"
 FORMAT_VERSION = 1
@@ -266,7 +268,7 @@ def _flatten_into(obj, prefix: str, out: dict) -> None:
             _flatten_into(child, f"{prefix}{name}.", out)
 
 
-# NVIDIA constructor argument -> our Generator keyword (None: accepted and ignored).
+# NVIDIA constructor argument -> GeneratorConfig field (None: accepted and ignored).
 _MAPPING_KWARGS = {
     "num_layers": "mapping_layers",
     "layer_features": "mapping_features",
@@ -304,7 +306,8 @@ def _plain(value):
 
 
 def generator_config(init_kwargs: dict, *, where: str = "Generator") -> dict:
-    """Turn the ``_init_kwargs`` of NVIDIA's StyleGAN2 ``Generator`` into our keyword arguments.
+    """Turn the ``_init_kwargs`` of NVIDIA's StyleGAN2 ``Generator`` into :class:`GeneratorConfig`
+    fields (a dict of those the pickle sets; the others keep their defaults).
 
     Accepts both layouts: synthesis arguments in ``synthesis_kwargs`` (StyleGAN2-ADA) or at the
     top level (StyleGAN3's ``networks_stylegan2``). Unknown arguments, conditional generators and
@@ -404,7 +407,7 @@ def load_network_pickle(path: str | os.PathLike, *, entry: str = DEFAULT_ENTRY) 
         raise CheckpointError(f"{where}: positional constructor arguments are not supported")
     cfg = generator_config(obj.state.get("_init_kwargs"), where=where)
     try:
-        G = Generator(**cfg)
+        G = Generator(GeneratorConfig(**cfg))
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{where}: cannot build the generator: {exc}") from None
     return _check_and_load(G, flatten_state(obj), where)
@@ -451,7 +454,7 @@ def save_generator(G: Generator, out: str | os.PathLike, *, source: str | None =
         "version": FORMAT_VERSION,
         "weights": weights_path.name,
         "sha256": sha256_file(weights_path),
-        "config": G.config,
+        "config": asdict(G.config),
         "num_ws": G.num_ws,
         "source": source,
     }
@@ -471,28 +474,57 @@ def state_digest(G: Generator) -> str:
 
 
 def load_own_format(path: str | os.PathLike) -> Generator:
-    """Load a generator written by :func:`save_generator` (directory, ``.pt`` or ``.json``)."""
+    """Load a generator written by :func:`save_generator` (directory, ``.pt`` or ``.json``).
+
+    The ``config`` table of the JSON gives the :class:`GeneratorConfig` fields by name, so files
+    written before the dataclass existed (the same keys) load unchanged.
+    """
     path = Path(path)
-    weights_path, config_path = own_format_paths(path)
+    default_weights, config_path = own_format_paths(path)
     if not config_path.is_file():
         raise CheckpointError(f"{path}: config file {config_path.name} not found beside the weights")
+    meta = _own_meta(config_path)
+    weights_path = config_path.with_name(meta.get("weights", default_weights.name))
+    if not weights_path.is_file():
+        raise CheckpointError(f"{path}: weights file {weights_path.name} not found")
+    state = _own_state(weights_path, meta.get("sha256"), config_path.name)
+    try:
+        G = Generator(GeneratorConfig(**meta["config"]))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: bad generator config ({str(exc).splitlines()[0]})") from None
+    return _check_and_load(G, state, str(weights_path))
+
+
+def _own_meta(config_path: Path) -> dict:
+    """The checked JSON of an own-format checkpoint: format, version, a weights name beside it,
+    a ``config`` table."""
     try:
         meta = aio.read_json(config_path, what="generator config")
     except FileFormatError as exc:
         raise CheckpointError(str(exc)) from None
+    problem = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{config_path}: unknown checkpoint format (no \"format\": \"{FORMAT_NAME}\")")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{config_path}: unsupported format version {meta.get('version')!r}")
-    name = meta.get("weights", weights_path.name)
-    if not isinstance(name, str) or not aio.is_data_name(name) or Path(name).name != name:
-        raise CheckpointError(f"{config_path}: \"weights\" must name a file beside it, got {name!r}")
-    weights_path = config_path.with_name(name)
-    if not weights_path.is_file():
-        raise CheckpointError(f"{path}: weights file {weights_path.name} not found")
+        problem = f'unknown checkpoint format (no "format": "{FORMAT_NAME}")'
+    elif meta.get("version") != FORMAT_VERSION:
+        problem = f"unsupported format version {meta.get('version')!r}"
+    elif "weights" in meta and not _is_file_name(meta["weights"]):
+        problem = f'"weights" must name a file beside it, got {meta["weights"]!r}'
+    elif not isinstance(meta.get("config"), dict):
+        problem = 'no generator config ("config" is not a table)'
+    if problem:
+        raise CheckpointError(f"{config_path}: {problem}")
+    return meta
+
+
+def _is_file_name(name) -> bool:
+    return isinstance(name, str) and aio.is_data_name(name) and Path(name).name == name
+
+
+def _own_state(weights_path: Path, sha256: str | None, config_name: str) -> dict[str, torch.Tensor]:
+    """The state dict of an own-format checkpoint, its checksum verified when recorded."""
     try:
-        if meta.get("sha256") and sha256_file(weights_path) != meta["sha256"]:
-            raise CheckpointError(f"{weights_path}: sha256 does not match {config_path.name} (corrupt or replaced)")
+        if sha256 and sha256_file(weights_path) != sha256:
+            raise CheckpointError(f"{weights_path}: sha256 does not match {config_name} (corrupt or replaced)")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
@@ -501,14 +533,7 @@ def load_own_format(path: str | os.PathLike) -> Generator:
         raise CheckpointError(f"{weights_path}: not a loadable state dict ({msg})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{weights_path}: expected a dict of tensors")
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_path}: no generator config (\"config\" is not a table)")
-    try:
-        G = Generator(**config)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{config_path}: bad generator config ({str(exc).splitlines()[0]})") from None
-    return _check_and_load(G, state, str(weights_path))
+    return state
 
 
 # ---------------------------------------------------------------------------------------------

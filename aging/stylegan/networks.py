@@ -18,6 +18,7 @@ Shapes are written as comments: ``N`` batch, ``C`` channels, ``H, W`` spatial si
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 NOISE_MODES = ("const", "random", "none")
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' second moment through a leaky ReLU
+KERNEL_SIZE = 3  # of every synthesis convolution (the only size NVIDIA's checkpoints use)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +135,16 @@ def conv2d_up(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor, *, up: int = 2,
     return upfirdn2d(x, f, pad=(px0, px1, py0, py1), gain=up * up)
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
-                     noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
-                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
+def _conv(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, *, up: int, padding: int,
+          groups: int = 1) -> torch.Tensor:
+    """A plain convolution, or with ``up > 1`` the up-sampling one of :func:`conv2d_up`."""
+    if up > 1:
+        return conv2d_up(x, w, f, up=up, padding=padding, groups=groups)
+    return F.conv2d(x, w, padding=padding, groups=groups)
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, up: int = 1,
+                     padding: int = 0, resample_filter: torch.Tensor | None = None, demodulate: bool = True,
                      fused: bool = True) -> torch.Tensor:
     """Convolution whose weights are scaled per sample by ``styles`` (and renormalised).
 
@@ -144,8 +153,6 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     x : tensor [N, I, H, W]
     weight : tensor [O, I, kh, kw]
     styles : tensor [N, I]
-    noise : tensor broadcastable to [N, O, H', W'], optional
-        Added after (de)modulation, before the bias.
     up : int
         1, or 2 for a transposed convolution followed by ``resample_filter``.
     demodulate : bool
@@ -157,10 +164,12 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     Returns
     -------
     tensor [N, O, H * up, W * up]
+        Before noise and bias, which the caller adds.
     """
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
     check_shape(styles, [n, in_ch], "styles")
+    conv_kw = dict(up=up, padding=padding)
 
     # Half precision: rescale so the modulated weights cannot overflow (no effect after
     # demodulation, which is scale invariant).
@@ -169,38 +178,24 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))  # [O, I, kh, kw]
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)  # [N, I]
 
-    w = None
     dcoefs = None
-    if fused:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
         # |w * s|^2 summed over (I, kh, kw) = s^2 @ (|w|^2 summed over kh, kw): no [N, O, I, kh, kw] tensor
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if fused:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, kh, kw]
         if demodulate:
             w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
         x = x.reshape(1, n * in_ch, *x.shape[2:])  # [1, N*I, H, W]
         w = w.reshape(n * out_ch, in_ch, kh, kw).to(x.dtype)  # [N*O, I, kh, kw]
-        if up > 1:
-            x = conv2d_up(x, w, resample_filter, up=up, padding=padding, groups=n)
-        else:
-            x = F.conv2d(x, w, padding=padding, groups=n)
-        x = x.reshape(n, out_ch, *x.shape[2:])  # [N, O, H', W']
-        if noise is not None:
-            x = x + noise.to(x.dtype)
-        return x
+        x = _conv(x, w, resample_filter, groups=n, **conv_kw)
+        return x.reshape(n, out_ch, *x.shape[2:])  # [N, O, H', W']
 
     x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
-    w = weight.to(x.dtype)
-    if up > 1:
-        x = conv2d_up(x, w, resample_filter, up=up, padding=padding)
-    else:
-        x = F.conv2d(x, w, padding=padding)  # [N, O, H, W]
+    x = _conv(x, weight.to(x.dtype), resample_filter, **conv_kw)  # [N, O, H', W']
     if demodulate:
         x = x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
-    if noise is not None:
-        x = x + noise.to(x.dtype)
     return x
 
 
@@ -212,6 +207,62 @@ def half_precision_available(device: torch.device) -> bool:
 def normalize_2nd_moment(x: torch.Tensor, *, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Scale each row to unit root-mean-square (the mapping network's input normalisation)."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+# ---------------------------------------------------------------------------------------------
+# The architecture's settings
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The constructor arguments of :class:`Generator`, written once.
+
+    The defaults are the sizes of the FFHQ 1024 px generator (its checkpoints also set
+    ``num_fp16_res=4, conv_clamp=256``). :func:`aging.stylegan.checkpoints.save_generator` stores
+    ``dataclasses.asdict(config)`` beside the weights, and a loader builds it back with
+    ``GeneratorConfig(**saved)``; values are normalised on construction (a float clamp, a tuple of
+    float taps), so a config read back from JSON equals the one saved.
+
+    Raises ``ValueError`` for a resolution that is not a power of two >= 4, no mapping layers, or
+    channel settings that leave a resolution without channels.
+    """
+
+    z_dim: int = 512  # size of the input latent z
+    w_dim: int = 512  # size of the intermediate latent w (one of the num_ws rows of W+)
+    img_resolution: int = 1024  # output size in px: a power of two >= 4
+    img_channels: int = 3  # colour channels of the output
+    mapping_layers: int = 8  # depth of the mapping network
+    mapping_features: int | None = None  # width of its hidden layers (None: w_dim)
+    mapping_lr_multiplier: float = 0.01  # its learning-rate multiplier (equalised learning rate)
+    w_avg_beta: float = 0.995  # decay of the tracked mean of w (the centre of truncation)
+    channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
+    channel_max: int = 512
+    num_fp16_res: int = 0  # highest resolutions run in float16 when fp16 is asked for (CUDA only)
+    conv_clamp: float | None = None  # clamp of every convolution's output (FFHQ: 256)
+    use_noise: bool = True  # per-pixel noise inputs
+    resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)  # taps of the 2x up-sampling filter
+
+    def __post_init__(self):
+        if self.conv_clamp is not None:
+            object.__setattr__(self, "conv_clamp", float(self.conv_clamp))
+        object.__setattr__(self, "resample_filter", tuple(float(t) for t in self.resample_filter))
+        res = self.img_resolution
+        log2 = int(round(math.log2(res))) if res > 0 else 0
+        if res < 4 or 2 ** log2 != res:
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {res}")
+        if self.mapping_layers < 1:
+            raise ValueError(f"mapping_layers must be >= 1, got {self.mapping_layers}")
+        if min(self.channels(r) for r in self.block_resolutions) < 1:
+            raise ValueError(f"channel_base={self.channel_base} gives no channels at {res} px")
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        """Resolutions of the synthesis blocks: 4, 8, ..., ``img_resolution``."""
+        return [2 ** i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    def channels(self, res: int) -> int:
+        """Feature channels of the synthesis block at resolution ``res``."""
+        return min(self.channel_base // res, self.channel_max)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,34 +313,27 @@ class MappingNetwork(nn.Module):
 
     Parameters
     ----------
-    z_dim, w_dim : int
+    config : GeneratorConfig
+        Reads ``z_dim``, ``w_dim`` and the ``mapping_*`` and ``w_avg_beta`` settings.
     num_ws : int
         Number of copies of ``w`` (one per synthesis layer input).
-    num_layers : int
-    layer_features : int, optional
-        Width of the hidden layers (default ``w_dim``).
-    lr_multiplier : float
-    w_avg_beta : float
-        Decay of the running mean of ``w`` (updated only when asked: ``update_emas=True``).
+
+    ``w_avg`` is updated only when asked (``update_emas=True``).
     """
 
-    def __init__(self, *, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8,
-                 layer_features: int | None = None, lr_multiplier: float = 0.01,
-                 w_avg_beta: float = 0.995):
+    def __init__(self, config: GeneratorConfig, *, num_ws: int):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.z_dim = z_dim
-        self.w_dim = w_dim
+        self.z_dim = config.z_dim
+        self.w_dim = config.w_dim
         self.num_ws = num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta
-        hidden = w_dim if layer_features is None else layer_features
-        features = [z_dim] + [hidden] * (num_layers - 1) + [w_dim]
-        for i in range(num_layers):
+        self.num_layers = config.mapping_layers
+        self.w_avg_beta = config.w_avg_beta
+        hidden = config.w_dim if config.mapping_features is None else config.mapping_features
+        features = [config.z_dim] + [hidden] * (self.num_layers - 1) + [config.w_dim]
+        for i in range(self.num_layers):
             setattr(self, f"fc{i}", FullyConnectedLayer(features[i], features[i + 1], activation="lrelu",
-                                                        lr_multiplier=lr_multiplier))
-        self.register_buffer("w_avg", torch.zeros([w_dim]))  # [w_dim]
+                                                        lr_multiplier=config.mapping_lr_multiplier))
+        self.register_buffer("w_avg", torch.zeros([config.w_dim]))  # [w_dim]
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                 *, update_emas: bool = False) -> torch.Tensor:
@@ -313,35 +357,31 @@ class SynthesisLayer(nn.Module):
 
     Parameters
     ----------
-    in_channels, out_channels, w_dim : int
+    in_channels, out_channels : int
     resolution : int
         Output resolution (the size of the stored noise).
+    config : GeneratorConfig
+        Reads ``w_dim``, ``use_noise``, ``conv_clamp`` (output clamp) and ``resample_filter``.
     up : int
         1, or 2 to double the resolution.
-    use_noise : bool
-    conv_clamp : float, optional
-        Clamp the output to ``[-conv_clamp, conv_clamp]``.
-    resample_filter : sequence of float
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int,
-                 up: int = 1, kernel_size: int = 3, use_noise: bool = True,
-                 conv_clamp: float | None = None, resample_filter: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(self, in_channels: int, out_channels: int, *, resolution: int, config: GeneratorConfig,
+                 up: int = 1):
         super().__init__()
         self.in_channels = in_channels
-        self.out_channels = out_channels
         self.resolution = resolution
         self.up = up
-        self.use_noise = use_noise
-        self.conv_clamp = conv_clamp
-        self.padding = kernel_size // 2
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        if use_noise:
+        self.use_noise = config.use_noise
+        self.conv_clamp = config.conv_clamp
+        self.padding = KERNEL_SIZE // 2
+        self.affine = FullyConnectedLayer(config.w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, KERNEL_SIZE, KERNEL_SIZE]))
+        if self.use_noise:
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
-        self.register_buffer("resample_filter", make_resample_filter(resample_filter))  # [4, 4]
-        if use_noise:
+        self.register_buffer("resample_filter", make_resample_filter(config.resample_filter))  # [4, 4]
+        if self.use_noise:
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))  # [R, R]
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, noise_mode: str = "const",
@@ -355,8 +395,10 @@ class SynthesisLayer(nn.Module):
             noise = noise * self.noise_strength  # [N, 1, R, R]
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength  # [R, R]
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, fused=fused)
+        x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, fused=fused)  # [N, O, R, R]
+        if noise is not None:
+            x = x + noise.to(x.dtype)
         return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=LRELU_GAIN,
                         clamp=self.conv_clamp)  # [N, O, R, R]
 
@@ -364,15 +406,13 @@ class SynthesisLayer(nn.Module):
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 convolution to image channels (no demodulation, no activation)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: float | None = None):
+    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, conv_clamp: float | None = None):
         super().__init__()
-        self.in_channels = in_channels
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.weight_gain = 1 / math.sqrt(in_channels)  # 1 / sqrt(fan-in) of the 1x1 kernel
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain  # [N, I]
@@ -387,38 +427,33 @@ class SynthesisBlock(nn.Module):
     ----------
     in_channels : int
         0 for the first block (4x4), which starts from a learned constant.
-    out_channels, w_dim, resolution, img_channels : int
-    is_last : bool
+    out_channels, resolution : int
+    config : GeneratorConfig
+        Reads ``w_dim``, ``img_channels`` and the layers' settings.
+
+    Attributes
+    ----------
     use_fp16 : bool
-        Run this block in float16 when half precision is requested (CUDA only).
-    conv_clamp : float, optional
-    use_noise : bool
-    resample_filter : sequence of float
+        Run this block in float16 when half precision is requested (CUDA only); set by
+        :meth:`SynthesisNetwork.set_num_fp16_res`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int,
-                 img_channels: int, is_last: bool, use_fp16: bool = False,
-                 conv_clamp: float | None = None, use_noise: bool = True,
-                 resample_filter: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(self, in_channels: int, out_channels: int, *, resolution: int, config: GeneratorConfig):
         super().__init__()
         self.in_channels = in_channels
-        self.out_channels = out_channels
         self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.use_fp16 = use_fp16
-        layer_kw = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, use_noise=use_noise,
-                        resample_filter=resample_filter)
+        self.use_fp16 = False
+        layer_kw = dict(resolution=resolution, config=config)
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))  # [C, 4, 4]
-        self.register_buffer("resample_filter", make_resample_filter(resample_filter))
+        self.register_buffer("resample_filter", make_resample_filter(config.resample_filter))
         self.num_conv = 0
         if in_channels != 0:
             self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **layer_kw)
             self.num_conv += 1
         self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kw)
         self.num_conv += 1
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, config.img_channels, w_dim=config.w_dim, conv_clamp=config.conv_clamp)
         self.num_torgb = 1
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, *,
@@ -426,19 +461,17 @@ class SynthesisBlock(nn.Module):
                 fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         check_shape(ws, [None, self.num_conv + self.num_torgb, None], "block ws")  # [N, k, w_dim]
         w_iter = iter(ws.unbind(dim=1))
-        half = fp16 and self.use_fp16 and half_precision_available(ws.device)
-        dtype = torch.float16 if half else torch.float32
+        in_half = fp16 and self.use_fp16 and half_precision_available(ws.device)
+        dtype = torch.float16 if in_half else torch.float32
         if fused_modconv is None:  # one grouped conv is best for batch 1 and in float32
             fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
 
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)  # [N, C, 4, 4]
         else:
-            half = self.resolution // 2
-            check_shape(x, [ws.shape[0], self.in_channels, half, half], "block input")
-            x = x.to(dtype)
-        if self.in_channels != 0:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused=fused_modconv)
+            in_res = self.resolution // 2
+            check_shape(x, [ws.shape[0], self.in_channels, in_res, in_res], "block input")
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode, fused=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused=fused_modconv)  # [N, C, R, R]
 
         if img is not None:
@@ -453,48 +486,32 @@ class SynthesisNetwork(nn.Module):
 
     Parameters
     ----------
-    w_dim, img_resolution, img_channels : int
-        ``img_resolution`` is a power of two from 4 to 1024 (or more).
-    channel_base, channel_max : int
-        Channels at resolution ``r`` are ``min(channel_base // r, channel_max)``.
-    num_fp16_res : int
-        Number of highest resolutions that run in float16 when half precision is requested.
-    conv_clamp : float, optional
-    use_noise : bool
-    resample_filter : sequence of float
+    config : GeneratorConfig
+        One :class:`SynthesisBlock` per resolution of ``config.block_resolutions``, with
+        ``config.channels(res)`` channels; ``config.num_fp16_res`` highest resolutions run in
+        float16 when half precision is requested.
     """
 
-    def __init__(self, *, w_dim: int, img_resolution: int, img_channels: int = 3,
-                 channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 0,
-                 conv_clamp: float | None = None, use_noise: bool = True,
-                 resample_filter: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(self, config: GeneratorConfig):
         super().__init__()
-        log2 = int(round(math.log2(img_resolution))) if img_resolution > 0 else 0
-        if img_resolution < 4 or 2 ** log2 != img_resolution:
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.num_fp16_res = num_fp16_res
-        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
-        channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions}
-        if min(channels.values()) < 1:
-            raise ValueError(f"channel_base={channel_base} gives no channels at {img_resolution} px")
+        self.w_dim = config.w_dim
+        self.img_resolution = config.img_resolution
+        self.img_channels = config.img_channels
+        self.block_resolutions = config.block_resolutions
         self.num_ws = 0
         for res in self.block_resolutions:
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim,
-                                   resolution=res, img_channels=img_channels,
-                                   is_last=res == img_resolution, conv_clamp=conv_clamp,
-                                   use_noise=use_noise, resample_filter=resample_filter)
+            in_channels = config.channels(res // 2) if res > 4 else 0
+            block = SynthesisBlock(in_channels, config.channels(res), resolution=res, config=config)
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
         self.num_ws += 1  # the last ToRGB
-        self.set_num_fp16_res(num_fp16_res)
+        self.set_num_fp16_res(config.num_fp16_res)
 
     def set_num_fp16_res(self, num_fp16_res: int) -> None:
         """Choose how many of the highest resolutions run in float16 when ``fp16=True``.
 
-        The first 8x8 is the lowest that ever does (as in NVIDIA's networks).
+        The first 8x8 is the lowest that ever does (as in NVIDIA's networks). A run-time choice:
+        the generator's ``config`` (what is saved) keeps the value it was built with.
         """
         self.num_fp16_res = int(num_fp16_res)
         log2 = int(math.log2(self.img_resolution))
@@ -540,59 +557,34 @@ class Generator(nn.Module):
 
     Parameters
     ----------
-    z_dim, w_dim : int
-        Latent sizes (512 for FFHQ).
-    img_resolution : int
-        Power of two, 4 .. 1024.
-    img_channels : int
-    mapping_layers : int
-        Depth of the mapping network (8 for FFHQ).
-    mapping_features : int, optional
-        Width of its hidden layers (default ``w_dim``).
-    mapping_lr_multiplier : float
-    w_avg_beta : float
-    channel_base, channel_max : int
-        FFHQ 1024 px: 32768 and 512.
-    num_fp16_res : int
-        Highest resolutions that run in float16 when ``fp16=True`` on CUDA (FFHQ: 4).
-    conv_clamp : float, optional
-        Output clamp of every convolution (FFHQ: 256).
-    use_noise : bool
-    resample_filter : sequence of float
+    config : GeneratorConfig, optional
+        The architecture. Its fields may be given as keywords instead:
+        ``Generator(img_resolution=256)`` is ``Generator(GeneratorConfig(img_resolution=256))``.
 
     Attributes
     ----------
+    config : GeneratorConfig
+    z_dim, w_dim, img_resolution, img_channels : int
+        From the config, under the names NVIDIA's code exposes.
     num_ws : int
         Number of W+ vectors the synthesis network takes (18 at 1024 px).
     """
 
-    def __init__(self, *, z_dim: int = 512, w_dim: int = 512, img_resolution: int = 1024,
-                 img_channels: int = 3, mapping_layers: int = 8, mapping_features: int | None = None,
-                 mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995,
-                 channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 0,
-                 conv_clamp: float | None = None, use_noise: bool = True,
-                 resample_filter: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(self, config: GeneratorConfig | None = None, /, **fields):
         super().__init__()
-        self.z_dim = z_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        # Constructor arguments, as plain JSON-able values (saved beside the weights).
-        self.config = dict(z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                           mapping_layers=mapping_layers, mapping_features=mapping_features,
-                           mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
-                           channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
-                           conv_clamp=None if conv_clamp is None else float(conv_clamp), use_noise=use_noise,
-                           resample_filter=[float(t) for t in resample_filter])
+        if config is None:
+            config = GeneratorConfig(**fields)
+        elif fields:
+            raise TypeError("Generator takes a GeneratorConfig or its fields as keywords, not both")
+        self.config = config
+        self.z_dim = config.z_dim
+        self.w_dim = config.w_dim
+        self.img_resolution = config.img_resolution
+        self.img_channels = config.img_channels
         # Same registration order as NVIDIA's: synthesis first (it decides num_ws), then mapping.
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          channel_base=channel_base, channel_max=channel_max,
-                                          num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
-                                          use_noise=use_noise, resample_filter=resample_filter)
+        self.synthesis = SynthesisNetwork(config)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, w_dim=w_dim, num_ws=self.num_ws, num_layers=mapping_layers,
-                                      layer_features=mapping_features, lr_multiplier=mapping_lr_multiplier,
-                                      w_avg_beta=w_avg_beta)
+        self.mapping = MappingNetwork(config, num_ws=self.num_ws)
 
     @property
     def w_avg(self) -> torch.Tensor:

@@ -2,15 +2,16 @@
 
 Nothing here downloads implicitly: :func:`resolve_generator` only finds files (a path, or a
 registry name already in the cache) and tells the user to run ``aging weights download NAME``
-otherwise. :func:`download` writes to ``<file>.part``, resumes it with an HTTP ``Range`` request
-after an interruption, checks the size and the sha256 (when known), and only then renames it
-to its final name, so the cache never holds a half-written or corrupt checkpoint. The ``.part``
+otherwise. :func:`download_weights` writes to ``<file>.part``, resumes it with an HTTP ``Range``
+request after an interruption, checks the size and the sha256 (when known), and only then renames
+it to its final name, so the cache never holds a half-written or corrupt checkpoint. The ``.part``
 file is the download's own temporary (it must survive a kill to be resumed, which rules out
 :func:`aging.io.atomic_path`'s throw-away temporaries); it is fsync'ed before the rename, and
 every reader of :mod:`aging.io` ignores ``*.part`` files.
 
 The cache directory is ``$AGING_CACHE`` (default ``~/.cache/aging``); checkpoints go to its
-``weights/`` folder. Only the standard library is used (urllib), plus tqdm for progress.
+``weights/`` folder. Only the standard library is used (urllib), plus a progress bar from
+:mod:`aging.progress`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from aging import io as aio
 from aging.errors import AgingError
-from aging.io import sha256_file  # noqa: F401 - part of this module's interface
+from aging.io import sha256_file
+from aging.progress import progress_bar
 
 CACHE_ENV = "AGING_CACHE"
 USER_AGENT = "aging-weights/0.1 (+urllib)"
@@ -143,10 +145,8 @@ class _RetryableError(Exception):
     pass
 
 
-def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, label: str) -> int | None:
+def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> int | None:
     """One HTTP request appending to ``part`` (resuming with Range). Returns the total size if known."""
-    from tqdm import tqdm
-
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if offset:
@@ -182,8 +182,8 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, label: 
             offset = 0
             total = length
             mode = "wb"
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-                   disable=True if not progress else None, leave=False)
+        bar = progress_bar(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                           desc=part.name.removesuffix(".part"), quiet=not progress)
         try:
             with open(part, mode) as f:
                 while True:
@@ -219,21 +219,19 @@ def _content_range_total(header: str | None) -> int | None:
         return None
 
 
-def download(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256: str | None = None,
-             filename: str | None = None, retries: int = 3, timeout: float = 60.0, backoff: float = 2.0,
-             progress: bool = True, force: bool = False) -> Path:
+def download_weights(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256: str | None = None,
+                     retries: int = 3, timeout: float = 60.0, backoff: float = 2.0, progress: bool = True,
+                     force: bool = False) -> Path:
     """Download a registry checkpoint (or any URL) into the cache; return its path.
 
     Parameters
     ----------
     name_or_url : str
-        A :data:`REGISTRY` name or an ``http(s)://`` URL.
+        A :data:`REGISTRY` name or an ``http(s)://`` URL (cached under the URL's file name).
     cache : path-like, optional
         Cache root (default: :func:`cache_dir`).
     sha256 : str, optional
         Expected checksum (default: the registry's, if known).
-    filename : str, optional
-        File name in the cache (default: the registry's, or the URL's last component).
     retries : int
         Further attempts after a network error or a 5xx answer, each resuming the ``.part``.
     timeout : float
@@ -241,7 +239,7 @@ def download(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256
     backoff : float
         Wait ``backoff * 2 ** attempt`` seconds between attempts.
     progress : bool
-        Show a tqdm bar (only on a terminal).
+        Show a progress bar (only on a terminal).
     force : bool
         Download again even if the file is already in the cache.
 
@@ -251,14 +249,32 @@ def download(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256
         Unknown name, HTTP error (e.g. 404), too many failures, or a checksum/size mismatch (the
         bad file is deleted; nothing is left at the final path).
     """
+    url, size, sha256, filename = _source(name_or_url, sha256)
+    if not (isinstance(retries, int) and retries >= 0):
+        raise WeightsError(f"retries must be a whole number >= 0, got {retries!r}")
+    folder = weights_dir(cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / filename
+    if final.is_file() and not force:
+        if sha256 is None or sha256_file(final) == sha256:
+            return final
+        final.unlink()  # corrupt or replaced: fetch again
+    part = folder / (filename + ".part")
+    total = _fetch_with_retries(url, part, retries=retries, timeout=timeout, backoff=backoff, progress=progress)
+    _verify(part, url, size=size if size is not None else total, sha256=sha256)
+    _commit(part, final)
+    return final
+
+
+def _source(name_or_url: str, sha256: str | None) -> tuple[str, int | None, str | None, str]:
+    """``(url, exact size or None, expected sha256 or None, file name)`` of a download."""
     if name_or_url in REGISTRY:
         entry = REGISTRY[name_or_url]
-        url, size = entry.url, entry.size
+        url, size, filename = entry.url, entry.size, entry.filename
         sha256 = sha256 or entry.sha256
-        filename = filename or entry.filename
     elif _is_url(name_or_url):
         url, size = name_or_url, None
-        filename = filename or Path(urllib.parse.urlparse(name_or_url).path).name
+        filename = Path(urllib.parse.urlparse(name_or_url).path).name
         if not filename:
             raise WeightsError(f"{name_or_url}: cannot tell a file name from the URL")
     else:
@@ -267,44 +283,36 @@ def download(name_or_url: str, *, cache: str | os.PathLike | None = None, sha256
     sha256 = sha256.lower() if sha256 else None
     if sha256 is not None and not is_sha256(sha256):
         raise WeightsError(f"sha256 {sha256!r}: expected 64 hexadecimal digits")
-    if not (isinstance(retries, int) and retries >= 0):
-        raise WeightsError(f"retries must be a whole number >= 0, got {retries!r}")
+    return url, size, sha256, filename
 
-    folder = weights_dir(cache)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / filename
-    part = folder / (filename + ".part")
-    if final.is_file() and not force:
-        if sha256 is None or sha256_file(final) == sha256:
-            return final
-        final.unlink()  # corrupt or replaced: fetch again
 
+def _fetch_with_retries(url: str, part: Path, *, retries: int, timeout: float, backoff: float,
+                        progress: bool) -> int | None:
+    """:func:`_fetch_once` until it completes, at most ``retries + 1`` times; the total size if known."""
     last = None
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         try:
-            total = _fetch_once(url, part, timeout=timeout, progress=progress, label=filename)
-            break
+            return _fetch_once(url, part, timeout=timeout, progress=progress)
         except _RetryableError as exc:
             last = exc
-    else:
-        raise WeightsError(f"{url}: download failed after {retries + 1} attempts ({last}); "
-                           f"run the command again to resume from {part.name}")
+    raise WeightsError(f"{url}: download failed after {retries + 1} attempts ({last}); "
+                       f"run the command again to resume from {part.name}")
 
+
+def _verify(part: Path, url: str, *, size: int | None, sha256: str | None) -> None:
+    """Check a finished ``part``'s size and checksum; a bad one is deleted."""
     got = part.stat().st_size
-    expected_size = size if size is not None else total
-    if expected_size is not None and got != expected_size:
+    if size is not None and got != size:
         part.unlink()
-        raise WeightsError(f"{url}: got {got} bytes, expected {expected_size}; the partial file was deleted")
+        raise WeightsError(f"{url}: got {got} bytes, expected {size}; the partial file was deleted")
     if sha256 is not None:
         digest = sha256_file(part)
         if digest != sha256:
             part.unlink()
             raise WeightsError(f"{url}: sha256 mismatch (got {digest}, expected {sha256}); "
                                "the downloaded file was deleted")
-    _commit(part, final)
-    return final
 
 
 def _commit(part: Path, final: Path) -> None:
