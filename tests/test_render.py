@@ -253,3 +253,41 @@ def test_morph_endpoints(gen_path, tmp_path):
     # GIF quantises colours: compare loosely, and check the ends are the two faces, not each other
     assert np.abs(frames[0].astype(int) - first).mean() < np.abs(frames[0].astype(int) - last).mean()
     assert np.abs(frames[-1].astype(int) - last).mean() < 8
+
+
+def test_render_along_a_published_direction(world, gen_path, tmp_path):
+    """--direction FILE --rate R: frames are the start latent moved R latent units per year along the
+    (unit) direction; a W vector (w_dim,) is repeated on every W+ row, as published boundaries are."""
+    from aging.cli.render import direction_model
+
+    root, ds = world
+    G = photo_generator(16)
+    s = ds.subjects[0]
+    src = root / "data" / "subject00" / f"{s.ages[0]}.npy"
+    w = np.random.default_rng(3).standard_normal(G.w_dim).astype(np.float32)
+    np.save(tmp_path / "boundary.npy", w[None])  # (1, w_dim), like InterFaceGAN's
+    ages = [s.ages[0], s.ages[0] + 365, s.ages[0] + 730]
+    out = tmp_path / "dir.gif"
+    r = cli(["render", "--direction", tmp_path / "boundary.npy", "--rate", "2.0", "-g", gen_path, "--source", src,
+             "--ages", ",".join(map(str, ages)), "--format", "gif", "--size", "16", "--no-caption", "-o", out, "-q"])
+    assert r.exit_code == 0, r.stderr
+    frames = read_video_frames(out)
+    assert len(frames) == 3
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["direction"].endswith("boundary.npy") and info["rate_per_year"] == 2.0
+    model = direction_model(w[None], 2.0, (G.num_ws, G.w_dim), tmp_path / "boundary.npy")
+    ws = model.predict(ds.subjects[0].latents[0], s.ages[0], ages)
+    unit = np.tile(w / np.linalg.norm(w), (G.num_ws, 1)) / np.sqrt(G.num_ws)
+    step = ws[2] - ws[0]  # 730 days at 2 units per year along the unit direction
+    assert np.allclose(step, 2.0 * (730 / 365.25) * unit, atol=1e-5)
+    expect = list(decode(G, ws, DecodeOptions(size=16)))
+    assert np.abs(frames[0].astype(int) - expect[0].astype(int)).mean() < 8  # GIF palette
+    assert np.abs(frames[2].astype(int) - expect[0].astype(int)).mean() > \
+        np.abs(frames[2].astype(int) - expect[2].astype(int)).mean()
+    # --direction without --rate, and a direction of another shape: one line each
+    assert_user_error(cli(["render", "--direction", tmp_path / "boundary.npy", "-g", gen_path, "--source", src,
+                           "--ages", "20y", "-o", tmp_path / "x.gif"]), "--rate")
+    np.save(tmp_path / "bad.npy", np.ones(7, np.float32))
+    assert_user_error(cli(["render", "--direction", tmp_path / "bad.npy", "--rate", "1", "-g", gen_path,
+                           "--source", src, "--ages", "20y", "-o", tmp_path / "y.gif"]), "bad.npy", "(7,)")
+    assert not (tmp_path / "y.gif").exists() and not (tmp_path / "x.gif").exists()

@@ -292,3 +292,12 @@ class _Evil:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
+
+
+def test_a_web_page_instead_of_a_checkpoint_is_refused(server, cache):
+    """A file host over its quota (Google Drive, for the StyleGAN v1 weights) answers with an HTML
+    page: refused in one line, nothing left in the cache."""
+    server.files["quota.pkl"] = b"\n<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title>"
+    with pytest.raises(W.WeightsError, match="web page, not a checkpoint"):
+        fetch(f"{server.url}/quota.pkl")
+    assert not any(p.is_file() for p in cache.rglob("*"))

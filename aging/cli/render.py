@@ -99,6 +99,8 @@ class RenderOptions:
     """``aging render``'s own options (defaults: the click options below)."""
 
     model_dir: Path | None  # a run directory of `aging train`
+    direction: Path | None  # or a direction .npy (a published one: (18, 512), (512,), (1, 512)) ...
+    rate: float | None  # ... moved along at this many latent units per year
     source: Path | None  # the latent to age (with --model)
     start_age: int | None  # its age in days (None: from its <age_days>.npy name)
     ages: list[int] | None  # target ages in days (with --model)
@@ -148,8 +150,10 @@ def plan_frames(o: RenderOptions) -> Frames:
     from aging import io
     from aging.render.video import RenderError
 
-    if (o.model_dir is None) == (o.latents_dir is None):
-        raise click.UsageError("give either --model (with --source and --ages) or --latents")
+    if sum(x is not None for x in (o.model_dir, o.direction, o.latents_dir)) != 1:
+        raise click.UsageError("give one of --model or --direction (with --source and --ages) or --latents")
+    if (o.direction is None) != (o.rate is None):
+        raise click.UsageError("--direction and --rate go together (--rate: latent units per year along it)")
     if o.latents_dir is not None:
         from aging.latents import load_subject
 
@@ -158,14 +162,15 @@ def plan_frames(o: RenderOptions) -> Frames:
             raise RenderError(f"{o.latents_dir}: {len(subj)} latents; a video takes at most {MAX_FRAMES} frames")
         return Frames(ages=subj.ages, subject=subj)
     if o.source is None or o.ages is None:
-        raise click.UsageError("--model needs --source LATENT.npy and --ages START:STOP:STEP")
+        what = "--model" if o.model_dir is not None else "--direction"
+        raise click.UsageError(f"{what} needs --source LATENT.npy and --ages START:STOP:STEP")
     start_age = o.start_age
     if start_age is None:
         if not o.source.stem.isdigit():
             raise click.UsageError(f"--start-age is needed (the --source file name {o.source.name} is not "
                                    "<age_days>.npy)")
         start_age = int(o.source.stem)
-    model = _load_model(o.model_dir)
+    model = _load_model(o.model_dir) if o.model_dir is not None else io.read_latent(o.direction)
     io.read_latent(o.source)  # a missing, damaged or .npz file: one line naming it
     return Frames(ages=np.asarray(o.ages, dtype=np.int64), model=model, start_age=start_age)
 
@@ -178,6 +183,8 @@ def frame_latents(o: RenderOptions, frames: Frames, G):
     from aging.render.video import RenderError, load_latent
 
     want = (G.num_ws, G.w_dim)
+    if o.direction is not None:
+        frames.model = direction_model(frames.model, o.rate, want, o.direction)
     if frames.model is not None:
         if tuple(frames.model.latent_shape_) != want:
             raise RenderError(f"{o.model_dir}: model latents {tuple(frames.model.latent_shape_)} do not fit the "
@@ -191,6 +198,26 @@ def frame_latents(o: RenderOptions, frames: Frames, G):
     if not np.all(np.isfinite(ws)):
         raise RenderError("the predicted latents contain NaN or inf")
     return ws
+
+
+def direction_model(direction, rate_per_year: float, latent_shape, path: Path):
+    """The ``direction`` age model for a given direction (any published shape, made unit norm) and
+    rate, without training: ``latent(t) = start + (t - t_start) / 1 year * rate * d``."""
+    import numpy as np
+
+    from aging.ages import DAYS_PER_YEAR
+    from aging.models.direction import AgeDirection, broadcast_direction
+    from aging.render.video import RenderError
+
+    d = broadcast_direction(direction, latent_shape, where=str(path))
+    norm = np.linalg.norm(d)
+    if norm == 0:
+        raise RenderError(f"{path}: the direction is zero")
+    model = AgeDirection(direction=str(path))
+    model.latent_shape_ = tuple(latent_shape)
+    model.direction_ = (d / norm).astype(np.float32)
+    model.scale_ = np.float64(rate_per_year / DAYS_PER_YEAR)
+    return model
 
 
 def real_photos(subject: Path):
@@ -229,6 +256,11 @@ def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos):
 @click.command(cls=Command)
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help="A run directory of `aging train` (model.json).")
+@click.option("--direction", type=click.Path(path_type=Path), default=None, metavar="FILE.npy",
+              help="Instead of a model: an age direction (Puzer's (18, 512) age.npy, an InterFaceGAN "
+                   "(512,) or (1, 512) boundary, ...), with --rate.")
+@click.option("--rate", type=FiniteFloat(), default=None, metavar="R",
+              help="With --direction: latent units per year along the (unit) direction.")
 @click.option("--source", type=click.Path(path_type=Path), default=None,
               help="Latent .npy of the face to age, e.g. DATA/<subject>/latents/7300.npy.")
 @click.option("--start-age", type=AGE, default=None,
@@ -257,6 +289,7 @@ def render(**options):
       aging render --model runs/offset -g G.pkl --source me.npy --start-age 25y --ages 25y:70y:1y \\
                    --subject data/anna -o anna.gif
       aging render --latents data/anna -g G.pkl --subject data/anna -o anna_recon.mp4   # reconstruction video
+      aging render --direction age.npy --rate 0.5 -g G.pkl --source me.npy --start-age 25y --ages 25y:60y:1y -o me.gif
     """
     from aging import io
 
@@ -270,7 +303,8 @@ def render(**options):
     ages = [int(a) for a in frames.ages]
     io.write_json(o.out.with_suffix(".json"), {
         "frames": writer.count, "ages_days": ages, "generator": str(gen.generator),
-        "model": str(o.model_dir) if o.model_dir else None, "source": str(o.source) if o.source else None,
+        "model": str(o.model_dir) if o.model_dir else None,
+        "direction": str(o.direction) if o.direction else None, "rate_per_year": o.rate, "source": str(o.source) if o.source else None,
         "latents": str(o.latents_dir) if o.latents_dir else None, "subject": str(o.subject) if o.subject else None})
     paths = ", ".join(str(p) for p in writer.paths.values())
     click.echo(f"wrote {writer.count} frames ({ages[0]}..{ages[-1]} days) to {paths} "

@@ -135,8 +135,9 @@ def download_command(name, cache, sha256, retries, force, quiet):
 def convert(src, out, entry, seeds, force):
     """Convert a checkpoint to the project's format (state dict + JSON), then check parity.
 
-    IN.pkl is an NVIDIA network pickle (read safely, no code is run), a downloaded registry
-    name, or a checkpoint already in the project's format.
+    IN.pkl is an NVIDIA network pickle (StyleGAN2, or StyleGAN v1 TensorFlow, whose 'Gs' is
+    read; both read safely, no code is run), a downloaded registry name, or a checkpoint already
+    in the project's format.
     OUT is a directory (generator.pt + generator.json) or a NAME.pt path (NAME.pt + NAME.json).
     The parity check decodes a few seeds with both loaders (psi 1 and 0.7, constant noise) and
     prints the max abs difference of the latents and images.
@@ -145,6 +146,7 @@ def convert(src, out, entry, seeds, force):
     Examples:
       aging weights convert ~/.cache/aging/weights/stylegan2-ffhq-1024x1024.pkl weights/ffhq-1024
       aging weights convert network-snapshot.pkl G.pt --entry G --seeds 0-7
+      aging weights convert karras2019stylegan-ffhq-1024x1024.pkl weights/ffhq-v1
     """
     import numpy as np
     import torch
@@ -160,7 +162,8 @@ def convert(src, out, entry, seeds, force):
     try:
         src = resolve_generator(src)
         G = load_checkpoint(src, entry=entry).eval()
-        save_generator(G, out, source=f"{src}[{entry}]")
+        read_entry = "Gs" if getattr(G, "architecture", "stylegan2") == "stylegan1" else entry
+        save_generator(G, out, source=f"{src}[{read_entry}]")
         G2 = load_checkpoint(out).eval()
     except AgingError as exc:
         raise user_error(exc) from None

@@ -28,6 +28,30 @@ def pooled_slope(pairs) -> np.ndarray:
     return num / den
 
 
+def broadcast_direction(d: np.ndarray, latent_shape, *, where: str = "direction") -> np.ndarray:
+    """A direction as published -> a flat float64 vector of the latent's size ``[prod(latent_shape)]``.
+
+    Accepted shapes: the latent's own (e.g. ``(18, 512)``, Puzer's ``age.npy``), flat of the
+    same size, and, for W+ latents ``(num_ws, w_dim)``, one W vector ``(w_dim,)`` or
+    ``(1, w_dim)`` (InterFaceGAN's boundaries), repeated on every W+ row.
+
+    Raises
+    ------
+    ModelError
+        Any other shape, naming ``where``, the direction's shape and the latents'.
+    """
+    shape = tuple(int(v) for v in latent_shape)
+    dim = int(np.prod(shape))
+    d = np.asarray(d)
+    if d.shape == shape or (d.ndim == 1 and d.size == dim) or (d.ndim == 2 and d.shape == (1, dim)):
+        return d.reshape(-1).astype(np.float64)
+    if len(shape) == 2 and d.shape in ((shape[1],), (1, shape[1])):
+        return np.tile(d.reshape(1, -1).astype(np.float64), (shape[0], 1)).reshape(-1)  # W -> every W+ row
+    raise ModelError(f"{where}: direction shape {d.shape} does not match latents {shape} "
+                     f"(accepted: {shape}, ({dim},)" + (f", ({shape[1]},) or (1, {shape[1]})" if len(shape) == 2
+                                                         else "") + ")")
+
+
 @register
 class AgeDirection(AgeModel):
     """One direction ``d`` (unit norm) and a scale fitted by least squares on the training pairs.
@@ -35,8 +59,10 @@ class AgeDirection(AgeModel):
     Parameters
     ----------
     direction : str or None
-        Path of a ``.npy`` direction (the latent shape, or flat), e.g. a published age
-        direction; ``None`` learns ``d`` as the pooled within-subject least-squares slope.
+        Path of a ``.npy`` direction, e.g. a published age direction: the latent's shape
+        (Puzer's ``(18, 512)``), flat, or one W vector ``(512,)`` / ``(1, 512)`` (InterFaceGAN's
+        boundaries) repeated on every W+ row (see :func:`broadcast_direction`); float64 is read
+        as is and made unit norm. ``None`` learns ``d`` as the pooled within-subject slope.
     """
 
     name = "direction"
@@ -55,9 +81,7 @@ class AgeDirection(AgeModel):
         except FileFormatError as exc:
             reason = str(exc).removeprefix(f"{path}: ")
             raise ModelError(f"{path}: not a usable direction file (model direction): {reason}") from None
-        if d.size != dim or (d.ndim > 1 and d.shape != tuple(shape)):
-            raise ModelError(f"{path}: direction shape {d.shape} does not match latents {tuple(shape)}")
-        d = d.reshape(-1).astype(np.float64)
+        d = broadcast_direction(d, shape, where=str(path))
         if np.linalg.norm(d) == 0:
             raise ModelError(f"{path}: direction is zero")
         return d

@@ -48,6 +48,8 @@ FORMAT_VERSION = 1
 WEIGHTS_NAME = "generator.pt"
 CONFIG_NAME = "generator.json"
 DEFAULT_ENTRY = "G_ema"
+ARCH_V2 = "stylegan2"  # own format: "architecture" absent (older files) means StyleGAN2
+ARCH_V1 = "stylegan1"
 
 
 class CheckpointError(AgingError, ValueError):
@@ -198,14 +200,17 @@ ALLOWED_GLOBALS = {
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler whose ``find_class`` knows only :data:`ALLOWED_GLOBALS`."""
+    """Unpickler whose ``find_class`` knows only :attr:`allowed` (:data:`ALLOWED_GLOBALS`)."""
+
+    allowed = ALLOWED_GLOBALS
+    format_name = "a StyleGAN2 network pickle"
 
     def find_class(self, module, name):
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
-            raise CheckpointError(f"refusing global '{module}.{name}': not part of a StyleGAN2 network "
-                                  "pickle (the file may try to run code); nothing was executed") from None
+            raise CheckpointError(f"refusing global '{module}.{name}': not part of {self.format_name} "
+                                  "(the file may try to run code); nothing was executed") from None
 
     def persistent_load(self, pid):
         raise CheckpointError("refusing persistent id in a network pickle")
@@ -454,6 +459,7 @@ def save_generator(G: Generator, out: str | os.PathLike, *, source: str | None =
         "version": FORMAT_VERSION,
         "weights": weights_path.name,
         "sha256": sha256_file(weights_path),
+        "architecture": getattr(G, "architecture", ARCH_V2),
         "config": asdict(G.config),
         "num_ws": G.num_ws,
         "source": source,
@@ -489,10 +495,19 @@ def load_own_format(path: str | os.PathLike) -> Generator:
         raise CheckpointError(f"{path}: weights file {weights_path.name} not found")
     state = _own_state(weights_path, meta.get("sha256"), config_path.name)
     try:
-        G = Generator(GeneratorConfig(**meta["config"]))
+        G = _own_generator(meta)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: bad generator config ({str(exc).splitlines()[0]})") from None
     return _check_and_load(G, state, str(weights_path))
+
+
+def _own_generator(meta: dict):
+    """An untrained generator of the architecture and config an own-format JSON names."""
+    if meta.get("architecture", ARCH_V2) == ARCH_V1:
+        from aging.stylegan.networks_v1 import GeneratorV1, GeneratorV1Config
+
+        return GeneratorV1(GeneratorV1Config(**meta["config"]))
+    return Generator(GeneratorConfig(**meta["config"]))
 
 
 def _own_meta(config_path: Path) -> dict:
@@ -509,6 +524,8 @@ def _own_meta(config_path: Path) -> dict:
         problem = f"unsupported format version {meta.get('version')!r}"
     elif "weights" in meta and not _is_file_name(meta["weights"]):
         problem = f'"weights" must name a file beside it, got {meta["weights"]!r}'
+    elif meta.get("architecture", ARCH_V2) not in (ARCH_V1, ARCH_V2):
+        problem = f"unknown generator architecture {meta.get('architecture')!r}"
     elif not isinstance(meta.get("config"), dict):
         problem = 'no generator config ("config" is not a table)'
     if problem:
@@ -541,7 +558,8 @@ def _own_state(weights_path: Path, sha256: str | None, config_name: str) -> dict
 
 
 def checkpoint_format(path: str | os.PathLike) -> str:
-    """``"pickle"`` (NVIDIA network pickle), ``"own"`` (project format), or raise CheckpointError."""
+    """``"pickle"`` (NVIDIA StyleGAN2 network pickle), ``"tf_pickle"`` (NVIDIA StyleGAN v1
+    TensorFlow pickle), ``"own"`` (project format), or raise CheckpointError."""
     path = Path(path)
     if path.is_dir():
         if (path / CONFIG_NAME).is_file():
@@ -557,7 +575,9 @@ def checkpoint_format(path: str | os.PathLike) -> str:
     if path.suffix == ".json":
         return "own"
     if head[:1] == b"\x80":  # pickle protocol >= 2
-        return "pickle"
+        from aging.stylegan.tf_pickle import is_tf_pickle
+
+        return "tf_pickle" if is_tf_pickle(path) else "pickle"
     if head == b"PK\x03\x04":  # zip: torch.save
         return "own"
     raise CheckpointError(f"{path}: unknown checkpoint format (expected an NVIDIA .pkl, a directory or "
@@ -571,8 +591,16 @@ def load_checkpoint(path: str | os.PathLike, *, entry: str = DEFAULT_ENTRY) -> G
     ----------
     path : path-like
     entry : str
-        For network pickles: the entry to read (``G_ema`` by default).
+        For StyleGAN2 network pickles: the entry to read (``G_ema`` by default). StyleGAN v1
+        (TensorFlow) pickles are always read from ``Gs``.
     """
-    if checkpoint_format(path) == "pickle":
+    fmt = checkpoint_format(path)
+    if fmt == "tf_pickle":
+        if entry not in (DEFAULT_ENTRY, "Gs"):
+            raise CheckpointError(f"{path}: a StyleGAN v1 pickle is read from its 'Gs' entry, not {entry!r}")
+        from aging.stylegan.tf_pickle import load_tf_pickle
+
+        return load_tf_pickle(path)
+    if fmt == "pickle":
         return load_network_pickle(path, entry=entry)
     return load_own_format(path)

@@ -552,6 +552,15 @@ class SynthesisNetwork(nn.Module):
         return img  # [N, img_channels, R, R]
 
 
+def config_or_fields(config_class, config, fields: dict):
+    """A generator's config: ``config`` as given, or ``config_class(**fields)``; not both."""
+    if config is None:
+        return config_class(**fields)
+    if fields:
+        raise TypeError(f"a generator takes a {config_class.__name__} or its fields as keywords, not both")
+    return config
+
+
 class Generator(nn.Module):
     """StyleGAN2 generator: :class:`MappingNetwork` then :class:`SynthesisNetwork`.
 
@@ -572,11 +581,7 @@ class Generator(nn.Module):
 
     def __init__(self, config: GeneratorConfig | None = None, /, **fields):
         super().__init__()
-        if config is None:
-            config = GeneratorConfig(**fields)
-        elif fields:
-            raise TypeError("Generator takes a GeneratorConfig or its fields as keywords, not both")
-        self.config = config
+        self.config = config = config_or_fields(GeneratorConfig, config, fields)
         self.z_dim = config.z_dim
         self.w_dim = config.w_dim
         self.img_resolution = config.img_resolution

@@ -87,6 +87,14 @@ REGISTRY: dict[str, KnownWeights] = {w.name: w for w in (
         filename="stylegan2-ada-ffhq-res256-mirror-paper256-noaug.pkl",
         description="StyleGAN2-ADA, FFHQ 256 px (paper256 config; small, good for CPU work)",
     ),
+    KnownWeights(
+        # NVIDIA's original StyleGAN (v1, TensorFlow pickle), the URL of its official README. The
+        # host (Google Drive) often refuses downloads over quota: a local path always works.
+        name="stylegan1-ffhq-1024",
+        url="https://drive.google.com/uc?id=1MEGjdvVpUsu1jB4zrXZN7Y4kBBOzizDQ",
+        filename="karras2019stylegan-ffhq-1024x1024.pkl",
+        description="StyleGAN v1, FFHQ 1024 px (NVIDIA, TensorFlow pickle; the study's generator)",
+    ),
 )}
 
 
@@ -302,8 +310,15 @@ def _fetch_with_retries(url: str, part: Path, *, retries: int, timeout: float, b
 
 
 def _verify(part: Path, url: str, *, size: int | None, sha256: str | None) -> None:
-    """Check a finished ``part``'s size and checksum; a bad one is deleted."""
+    """Check a finished ``part``'s size and checksum; a bad one is deleted. A web page instead of
+    a checkpoint (a file host over its download quota answers with one) is refused too."""
     got = part.stat().st_size
+    with open(part, "rb") as fh:
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        part.unlink()
+        raise WeightsError(f"{url}: the server sent a web page, not a checkpoint (a host over its download "
+                           "quota does this); download the file in a browser and pass its local path")
     if size is not None and got != size:
         part.unlink()
         raise WeightsError(f"{url}: got {got} bytes, expected {size}; the partial file was deleted")
