@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench bench-fetch bench-encode study clean
+.PHONY: help install demo test bench bench-fetch bench-encode bench-figures study figures clean
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,14 @@ study: $(STAMP) ## The study's model comparison (the bundled aging/configs/exper
 	$(BIN)/python scripts/latent_stats.py $(DATA)
 	$(BIN)/aging evaluate $(DATA) --experiment study -o runs/study
 
+# The study's figures, tables and report (aging figures). DATA as for `study`; FULL=1 runs the whole MLP
+# grid of Fig 14; DIRECTION=age.npy uses a published age direction for Fig 15.
+OUT ?= figures
+FIGURES_FLAGS = $(if $(FULL),--full) $(if $(DIRECTION),--direction $(DIRECTION))
+figures: $(STAMP) ## The study's figures, tables and report on DATA -> figures/ (OUT=...; report.html, .md, .json)
+	@test -d $(DATA) || $(BIN)/aging synth $(DATA)
+	$(BIN)/aging figures $(DATA) -o $(OUT) $(FIGURES_FLAGS)
+
 bench: $(STAMP) ## Benchmarks of the age models -> benchmarks/results/*.json
 	$(BIN)/python benchmarks/bench_models.py --json benchmarks/results/models.json
 
@@ -51,5 +59,8 @@ bench-encode: $(STAMP) ## Benchmark of aging encode: study setting vs defaults (
 	$(BIN)/python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 \
 		--study-photos 4 --json benchmarks/results/encode_cpu64.json
 
+bench-figures: $(STAMP) ## Benchmark of aging figures: synthetic default and one subject of 186 photos
+	$(BIN)/python benchmarks/bench_figures.py --json benchmarks/results/figures.json
+
 clean: ## Remove the virtual environment and generated outputs (keeps data/)
-	rm -rf $(VENV) runs benchmarks/results .pytest_cache
+	rm -rf $(VENV) runs figures benchmarks/results .pytest_cache

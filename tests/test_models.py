@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from aging.latents import EvalProtocol, make_pairs, make_splits
-from aging.models import REGISTRY, ModelError, load_model, make_model, select_components
+from aging.models import REGISTRY, ModelError, load_model, make_model, select_components, step_variances
 from aging.models.regression import OffsetRegression, pair_statistics, solve
 from aging.scoring import fit_and_score, pair_errors
 from aging.synthetic import generate
@@ -86,6 +86,34 @@ def test_linear_selection_finds_the_steady_components():
     # `first` is no better than chance here
     first = select_components(pairs, "first", len(planted))
     assert len(planted & set(first.tolist())) / len(first) < 0.5
+
+
+def test_norm_selection_is_the_studys_l2_rule():
+    # the study's RegressionTrials: sklearn's normalize on the components x steps matrix, then the
+    # variance of each unit vector; the smallest variances are the "normalised most linear"
+    from sklearn.preprocessing import normalize
+
+    from aging.models.components import photo_steps
+
+    ds, _ = generate(small_config(shape=(4, 16), photos=30, subjects=2))
+    pairs = make_pairs(ds, "first")
+    steps = photo_steps(pairs)  # [S, D]
+    expected_var = normalize(steps.T, norm="l2", axis=1).var(axis=1)
+    np.testing.assert_allclose(step_variances(pairs, normalise=True), expected_var, rtol=1e-10, atol=1e-15)
+    n = 20
+    expected = np.sort(np.argsort(expected_var, kind="stable")[:n])
+    np.testing.assert_array_equal(select_components(pairs, "norm", n), expected)
+    # the L2 rule is blind to amplitude: scaling one component's latents leaves the ranking as it was
+    ds.latents_flat[:, 3] *= 50.0
+    np.testing.assert_array_equal(select_components(make_pairs(ds, "first"), "norm", n), expected)
+
+
+def test_norm_selection_finds_planted_components_better_than_chance():
+    ds, truth = generate(small_config(shape=(8, 64), photos=80))
+    planted = set(truth["age_components"].tolist())
+    chosen = select_components(make_pairs(ds, "first"), "norm", len(planted))
+    recall = len(planted & set(chosen.tolist())) / len(planted)
+    assert recall > 0.5, recall  # chance: len(planted) / dim = 0.1
 
 
 def test_offset_on_planted_components_beats_random_components():

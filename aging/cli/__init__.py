@@ -52,9 +52,9 @@ def main():
 
 
 def _register() -> None:
-    from aging.cli import demo, encode, evaluate, fetch, render, synth, train, weights
+    from aging.cli import demo, encode, evaluate, fetch, figures, render, synth, train, weights
 
-    for module in (fetch, encode, synth, train, evaluate, demo, weights, render):
+    for module in (fetch, encode, synth, train, evaluate, demo, figures, weights, render):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

@@ -3,8 +3,12 @@
 ``first``: the first ``n`` components (the study's baseline selection).
 ``linear``: the ``n`` components whose photo-to-photo steps (per day) vary least across the
 training subjects, i.e. the components that move most steadily with age.
-``norm``: the same after dividing each component's steps by its largest absolute step, so that
-components of large amplitude are not penalised for it.
+``norm``: the study's "normalised most linear" rule (its RegressionTrials notebook): each
+component's vector of photo-to-photo steps is divided by its L2 norm (``sklearn.preprocessing.
+normalize`` on the components x steps matrix) and components are ranked by the variance of that
+unit vector. A unit vector's variance is ``1/S - mean^2``, so the rule prefers components whose
+steps keep one sign and size, whatever their amplitude. Steps are per day, which ranks exactly as
+the study's raw differences on evenly spaced photos.
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ def photo_steps(pairs) -> np.ndarray:
 
 
 def step_variances(pairs, *, normalise: bool = False) -> np.ndarray:
-    """Variance of each component's per-day photo-to-photo steps, pooled over subjects: ``[D]``."""
-    steps = photo_steps(pairs)
+    """Variance of each component's per-day photo-to-photo steps, pooled over subjects: ``[D]``.
+
+    ``normalise``: of each component's steps divided by their L2 norm (the study's ``norm`` rule);
+    a component that never moves keeps its zero steps (variance 0).
+    """
+    steps = photo_steps(pairs)  # [S, D]
     if normalise:
-        peak = np.abs(steps).max(axis=0)
-        steps = steps / np.where(peak > 0, peak, 1.0)
+        length = np.sqrt(np.einsum("sd,sd->d", steps, steps))  # [D] L2 norm over the steps
+        steps = steps / np.where(length > 0, length, 1.0)[None, :]
     return steps.var(axis=0)
 
 
