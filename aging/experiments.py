@@ -103,13 +103,14 @@ def find_experiment(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
-    if p.exists():
-        raise ExperimentError(f"{p}: is a folder, not an experiment file")
-    if len(p.parts) == 1 and p.suffix in ("", ".toml"):
+    if len(p.parts) == 1 and p.suffix in ("", ".toml"):  # a name (a folder of that name is no file)
         for folder in (Path.cwd() / "configs" / "experiments", bundled_dir()):
             cand = folder / f"{p.stem}.toml"
             if cand.is_file():
                 return cand
+    if p.exists():
+        raise ExperimentError(f"{p}: is a folder, not an experiment file")
+    if len(p.parts) == 1 and p.suffix in ("", ".toml"):
         raise ExperimentError(f"{name_or_path}: no such experiment file (bundled experiments: "
                               f"{', '.join(bundled_names()) or 'none'})")
     raise ExperimentError(f"{name_or_path}: no such experiment file")

@@ -326,6 +326,12 @@ def test_shipped_experiments_are_package_data(tmp_path):
             assert load_experiment(name).runs
         with pytest.raises(ExperimentError, match="no such experiment file.*demo, study"):
             find_experiment("studdy")
+        # a folder named like an experiment (a user's `demo/` output) does not hide the bundled one
+        (tmp_path / "demo").mkdir()
+        assert find_experiment("demo").parent == folder
+        (tmp_path / "mine").mkdir()
+        with pytest.raises(ExperimentError, match="mine: is a folder"):
+            find_experiment("mine")
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["aging"]
     pkg = Path(aging.__file__).parent
     shipped = {p.relative_to(pkg) for g in globs for p in pkg.glob(g)}
