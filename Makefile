@@ -42,9 +42,11 @@ study: $(STAMP) ## The study's model comparison (the bundled aging/configs/exper
 	$(BIN)/aging evaluate $(DATA) --experiment study -o runs/study
 
 # The study's figures, tables and report (aging figures). DATA as for `study`; FULL=1 runs the whole MLP
-# grid of Fig 14; DIRECTION=age.npy uses a published age direction for Fig 15.
+# grid of Fig 14; DIRECTION=age.npy uses a published age direction for Fig 15; GEN=G.pkl draws Fig 1 as
+# faces and writes the aging videos (Figs 3.1/3.2, 5.1/5.2), PHOTOS=data/<subject> their real photos.
 OUT ?= figures
-FIGURES_FLAGS = $(if $(FULL),--full) $(if $(DIRECTION),--direction $(DIRECTION))
+FIGURES_FLAGS = $(if $(FULL),--full) $(if $(DIRECTION),--direction $(DIRECTION)) \
+	$(if $(GEN),--generator $(GEN)) $(if $(PHOTOS),--photos $(PHOTOS))
 figures: $(STAMP) ## The study's figures, tables and report on DATA -> figures/ (OUT=...; report.html, .md, .json)
 	@test -d $(DATA) || $(BIN)/aging synth $(DATA)
 	$(BIN)/aging figures $(DATA) -o $(OUT) $(FIGURES_FLAGS)

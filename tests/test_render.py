@@ -291,3 +291,18 @@ def test_render_along_a_published_direction(world, gen_path, tmp_path):
     assert_user_error(cli(["render", "--direction", tmp_path / "bad.npy", "--rate", "1", "-g", gen_path,
                            "--source", src, "--ages", "20y", "-o", tmp_path / "y.gif"]), "bad.npy", "(7,)")
     assert not (tmp_path / "y.gif").exists() and not (tmp_path / "x.gif").exists()
+
+
+def test_writer_keeps_dotted_names_and_decode_leaves_grad_mode_alone(tmp_path):
+    import torch
+
+    G = photo_generator(16)
+    ws = np.random.default_rng(0).standard_normal((3, G.num_ws, G.w_dim)).astype(np.float32)
+    frames = decode(G, ws, DecodeOptions(batch=1))
+    next(frames)  # suspended between two batches
+    assert torch.is_grad_enabled()
+    frames.close()
+    with VideoWriter(tmp_path / "fig3.1_interp.gif", fps=5) as w:
+        for f in decode(G, ws):
+            w.write(f)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig3.1_interp.gif", "fig3.1_interp.mp4"]

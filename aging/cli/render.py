@@ -301,7 +301,7 @@ def render(**options):
     G = gen.load()
     writer = write_render(o, gen, G, frame_latents(o, frames, G), frames.ages, photos)
     ages = [int(a) for a in frames.ages]
-    io.write_json(o.out.with_suffix(".json"), {
+    io.write_json(writer.base.with_name(f"{writer.base.name}.json"), {
         "frames": writer.count, "ages_days": ages, "generator": str(gen.generator),
         "model": str(o.model_dir) if o.model_dir else None,
         "direction": str(o.direction) if o.direction else None, "rate_per_year": o.rate, "source": str(o.source) if o.source else None,

@@ -9,6 +9,8 @@ One module per figure family, each exposing a function that makes its figure fro
 * :mod:`.mlp`        Fig 14: the MLP grid as a heat-map table
 * :mod:`.direction`  Fig 15: a direction vector on held-out subjects
 * :mod:`.models`     every model on the internal, future and external splits (a table)
+* :mod:`.generated`  Fig 1 (faces with a generator, latent distances without) and the aging
+                     videos of Figs 3.1/3.2 and 5.1/5.2 (with a generator)
 * :mod:`.report`     report.md, report.html (self-contained) and report.json
 * :mod:`.pipeline`   :func:`make_figures`, all of the above
 """

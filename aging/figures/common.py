@@ -27,6 +27,9 @@ class FiguresOptions:
     min_gap: int = 30  # ... with a forced minimum age gap (days)
     mlp_epochs: int = 200  # at most (early stopping)
     seed: int = 0
+    generator: str | None = None  # Fig 1 as faces, Figs 3.1/3.2 and 5.1/5.2 (videos): a generator
+    photos: str | None = None  # the subject's aligned photos (the real faces) [default: decoded latents]
+    fig1_ages: int = 6  # Fig 1's columns: photos at this many equal age intervals
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from aging import io
 from aging.figures.common import FiguresOptions
 from aging.figures.direction import make_direction_figure
+from aging.figures.generated import load_decoder, make_fig1, make_videos
 from aging.figures.linearity import make_linearity_figure
 from aging.figures.mlp import make_mlp_figure
 from aging.figures.models import make_models_table
@@ -28,6 +29,7 @@ def make_figures(ds, out: str | Path, opts: FiguresOptions = FiguresOptions(), *
     runs = out / "runs"
     for folder in (out, out / "tables"):
         io.remove_temporaries(folder)
+    dec = load_decoder(ds, opts)  # a bad --generator / --photos fails before any run
     noise = noise_floor(ds)
     nf = noise["overall"]
     kw = dict(noise=nf, progress=progress, echo=echo)
@@ -36,6 +38,9 @@ def make_figures(ds, out: str | Path, opts: FiguresOptions = FiguresOptions(), *
     mlp_figs, mlp_table = make_mlp_figure(ds, out, runs, opts, **kw)
     figures += offset_figs + mlp_figs + make_direction_figure(ds, out, runs, opts, **kw)
     models_table = make_models_table(ds, out, runs, opts, **kw)
+    figures.insert(0, make_fig1(ds, out, runs, opts, dec))
+    if dec is not None:
+        figures += make_videos(ds, out, runs, opts, dec, models_table)
     tables = {"offset": offset_table, "mlp": mlp_table, "models": models_table}
     fit = sum(r.get("fit_seconds") or 0.0 for t in tables.values() for r in _metrics(runs, t["rows"]))
     report = io.to_jsonable({

@@ -64,11 +64,26 @@ def report_markdown(report: dict) -> str:
     for line in _dataset_lines(report):
         lines += [line, ""]
     for f in report["figures"]:
-        lines += [f"## Fig {f['study_figure']}", "", f"![Fig {f['study_figure']}]({f['file']})", "", f["caption"], ""]
+        show = f"[{f['file']}]({f['file']})" if f["file"].endswith(".mp4") else f"![Fig {f['study_figure']}]({f['file']})"
+        lines += [f"## Fig {f['study_figure']}", "", show, "", f["caption"], ""]
     for name, t in report["tables"].items():
         lines += [f"## {TABLE_TITLES.get(name, name)}", "", f"`{t['csv']}`", "", markdown_table(t["rows"], t["columns"])]
         lines += [f"* skipped `{k}`: {v}" for k, v in t.get("skipped", {}).items()] + [""]
     return "\n".join(lines)
+
+
+def _html_figure(out: Path, f: dict) -> str:
+    """One figure: a PNG or GIF embedded as a data URI; an MP4 named only (no reference outside the
+    file: it lies beside the report, and its GIF twin shows the same frames)."""
+    e = html.escape
+    head = f"<h2>Fig {e(f['study_figure'])}</h2><figure>"
+    if f["file"].endswith(".mp4"):
+        return head + f"<p>Video file <code>{e(f['file'])}</code> beside this report.</p>" \
+                      f"<figcaption>{e(f['caption'])}</figcaption></figure>"
+    kind = "gif" if f["file"].endswith(".gif") else "png"
+    data = base64.b64encode((out / f["file"]).read_bytes()).decode("ascii")
+    return head + f"<img alt='Fig {e(f['study_figure'])}' src='data:image/{kind};base64,{data}'>" \
+                  f"<figcaption>{e(f['caption'])}</figcaption></figure>"
 
 
 def report_html(out: Path, report: dict) -> str:
@@ -78,10 +93,7 @@ def report_html(out: Path, report: dict) -> str:
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #bbb;padding:2px 6px}"
              "</style></head><body><h1>The study's figures and tables</h1>"]
     parts += [f"<p>{e(line).replace('`', '')}</p>" for line in _dataset_lines(report)]
-    for f in report["figures"]:
-        data = base64.b64encode((out / f["file"]).read_bytes()).decode("ascii")
-        parts.append(f"<h2>Fig {e(f['study_figure'])}</h2><figure><img alt='Fig {e(f['study_figure'])}' "
-                     f"src='data:image/png;base64,{data}'><figcaption>{e(f['caption'])}</figcaption></figure>")
+    parts += [_html_figure(out, f) for f in report["figures"]]
     for name, t in report["tables"].items():
         parts.append(f"<h2>{e(TABLE_TITLES.get(name, name))}</h2><table><tr>"
                      + "".join(f"<th>{e(c)}</th>" for c in t["columns"]) + "</tr>")

@@ -82,14 +82,18 @@ def decode(G, ws: np.ndarray, options: DecodeOptions = DecodeOptions(), *, quiet
     ws = check_ws(ws, G)
     size = options.size
     device = next(G.parameters()).device
-    with torch.no_grad(), progress_bar(total=len(ws), desc=desc, unit="frame", quiet=quiet) as bar:
+    with progress_bar(total=len(ws), desc=desc, unit="frame", quiet=quiet) as bar:
         for i in range(0, len(ws), options.batch):
-            w = torch.from_numpy(ws[i:i + options.batch]).to(device)
-            img = G.synthesis(w, noise_mode=options.noise_mode, fp16=options.fp16)  # [B, 3, R, R]
-            if size is not None and size != img.shape[-1]:
-                img = F.interpolate(img.float(), size=(size, size), mode="bilinear", align_corners=False,
-                                    antialias=size < img.shape[-1])
-            yield from to_uint8(img)
+            # no_grad per batch, never across a yield: a generator suspended inside it would leave
+            # gradients off for its caller until it is resumed or closed
+            with torch.no_grad():
+                w = torch.from_numpy(ws[i:i + options.batch]).to(device)
+                img = G.synthesis(w, noise_mode=options.noise_mode, fp16=options.fp16)  # [B, 3, R, R]
+                if size is not None and size != img.shape[-1]:
+                    img = F.interpolate(img.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                        antialias=size < img.shape[-1])
+                frames = to_uint8(img)
+            yield from frames
             bar.update(len(w))
 
 
@@ -238,7 +242,8 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, *, fps: float = 10.0, formats: Sequence[str] = ("gif", "mp4"),
                  loop: int = 0):
-        self.base = Path(path).with_suffix("")
+        path = Path(path)  # strip only a known suffix: "fig3.1_x.gif" -> "fig3.1_x", not "fig3"
+        self.base = path.with_suffix("") if path.suffix.lower() in (".gif", ".mp4") else path
         self.fps = float(fps)
         self.formats = tuple(formats)
         bad = [f for f in self.formats if f not in ("gif", "mp4")]
@@ -249,7 +254,7 @@ class VideoWriter:
         self._gif = None
         self._mp4 = None
         self._size = None
-        self.paths = {f: self.base.with_suffix(f".{f}") for f in self.formats}
+        self.paths = {f: self.base.with_name(f"{self.base.name}.{f}") for f in self.formats}
         self._tmp: dict[str, Path] = {}
         self._stack = contextlib.ExitStack()
 
