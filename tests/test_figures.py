@@ -23,22 +23,23 @@ def _dataset(tmp_path_factory, subjects: int):
     return write_dataset(ds, truth, tmp_path_factory.mktemp("data") / f"s{subjects}")
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory):
-    data = _dataset(tmp_path_factory, 2)
-    out = tmp_path_factory.mktemp("fig") / "out"
+def _figures(tmp_path_factory, subjects: int):
+    """``aging figures`` on a fresh dataset of ``subjects`` subjects: (data, out, report.json)."""
+    data = _dataset(tmp_path_factory, subjects)
+    out = tmp_path_factory.mktemp(f"fig{subjects}") / "out"
     res = cli(["figures", data, "-o", out, *QUICK])
     assert res.exit_code == 0, res.stderr + repr(res.exception)
     return data, out, json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    return _figures(tmp_path_factory, 2)
 
 
 @pytest.fixture(scope="module")
 def one(tmp_path_factory):
-    data = _dataset(tmp_path_factory, 1)
-    out = tmp_path_factory.mktemp("fig1") / "out"
-    res = cli(["figures", data, "-o", out, *QUICK])
-    assert res.exit_code == 0, res.stderr + repr(res.exception)
-    return data, out, json.loads((out / "report.json").read_text())
+    return _figures(tmp_path_factory, 1)
 
 
 def _check_outputs(out, report):

@@ -220,15 +220,21 @@ def test_structured_least_squares_equals_the_dense_solution(small_ds, strategy):
         np.testing.assert_allclose(pred, expect, atol=2e-4, err_msg=name)
 
 
+def _raw_statistics(pairs, index, comps):
+    """pair_statistics of the offset regression on ``comps`` with the raw (untransformed) start
+    latents as features and ages standardised around 9000 days (scale 400), as _materialise does."""
+    ds = pairs.dataset
+    starts = np.unique(pairs.start)
+    feats = ds.latents_flat[np.ix_(starts, comps)].astype(np.float64)
+    rows = np.full(ds.num_photos, -1)
+    rows[starts] = np.arange(len(starts))
+    return pair_statistics(pairs, index, feats, rows, comps, offset=True, age_mean=9000.0, age_scale=400.0)
+
+
 def test_sufficient_statistics_match_brute_force(small_ds):
     pairs = make_pairs(small_ds, "random", n_pairs=700, seed=2)
     comps = np.arange(0, small_ds.dim, 3)
-    starts = np.unique(pairs.start)
-    feats = small_ds.latents_flat[np.ix_(starts, comps)].astype(np.float64)
-    rows = np.full(small_ds.num_photos, -1)
-    rows[starts] = np.arange(len(starts))
-    st = pair_statistics(pairs, np.arange(len(pairs)), feats, rows, comps, offset=True, age_mean=9000.0,
-                         age_scale=400.0)
+    st = _raw_statistics(pairs, np.arange(len(pairs)), comps)
     X, Y = _materialise(pairs, comps, comps, True, 9000.0, 400.0)
     np.testing.assert_allclose(st.zz, X.T @ X, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(st.zy, X.T @ Y, rtol=1e-9, atol=1e-6)
@@ -262,12 +268,8 @@ def test_sse_is_the_residual_sum_of_squares(small_ds):
 
     pairs = make_pairs(small_ds, "random", n_pairs=500, seed=4)
     comps = np.arange(0, small_ds.dim, 5)
-    starts = np.unique(pairs.start)
-    feats = small_ds.latents_flat[np.ix_(starts, comps)].astype(np.float64)
-    rows = np.full(small_ds.num_photos, -1)
-    rows[starts] = np.arange(len(starts))
     index = np.arange(0, len(pairs), 2)  # a subset, as a cross-validation fold
-    st = pair_statistics(pairs, index, feats, rows, comps, offset=True, age_mean=9000.0, age_scale=400.0)
+    st = _raw_statistics(pairs, index, comps)
     X, Y = _materialise(pairs.subset(index), comps, comps, True, 9000.0, 400.0)
     rng = np.random.default_rng(0)
     for _ in range(3):  # arbitrary coefficients, not only the least-squares ones
