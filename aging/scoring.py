@@ -195,6 +195,7 @@ def fit_and_score(dataset: LatentDataset, make: Callable[[], object], protocol: 
     metrics = {
         "model": model.name,
         "params": io.to_jsonable(model.get_params()),
+        "chosen": io.to_jsonable(model.chosen()),
         "pairs": protocol.pairs,
         "split": protocol.split,
         "seed": protocol.seed,

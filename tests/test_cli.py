@@ -130,13 +130,14 @@ def test_one_subject_study_skips_the_external_runs_and_writes_the_comparison(tmp
     assert out.exit_code == 0, out.stderr + str(out.exception)
     study = tmp_path / "runs" / "study"
     rows = read_csv(study / "comparison.csv")
-    assert len(rows) == 17
+    assert len(rows) == 20
     external = [r for r in rows if r["split"] == "external"]
-    assert [r["name"] for r in external] == ["offset-linear-512-external", "direction-external"]
+    assert [r["name"] for r in external] == ["offset-linear-512-external", "direction-external", "trend-external"]
     for r in external:
         assert "at least two" in r["skipped"] and r["test_mse"] == ""
     ran = [r for r in rows if not r["skipped"]]
-    assert {"interp", "direct", "direction", "direct-future", "direction-future"} <= {r["name"] for r in ran}
+    assert {"interp", "direct", "direction", "direct-future", "direction-future", "trend", "trend-future"} \
+        <= {r["name"] for r in ran}
     md = (study / "comparison.md").read_text()
     for r in external:
         assert f"skipped `{r['name']}` ({r['model']}, {r['pairs']} pairs, external split): {r['skipped']}" in md

@@ -86,6 +86,11 @@ def model_params(draw, name: str, dim: int) -> dict:
                     features=draw(st.sampled_from(["linear", "norm", "first", "all"])),
                     output=draw(st.sampled_from(["offset", "target"])), batch_size=draw(st.integers(4, 64)),
                     val_fraction=draw(st.sampled_from([0.0, 0.2])), patience=1)
+    if name == "trend":
+        return dict(windows=draw(st.sampled_from([0.0, [0.0, 0.05, 100.0], (1.0, 0.5)])),
+                    shrinkages=draw(st.sampled_from([0.0, 1.0, [0.0, 0.5, 1.0]])),
+                    min_t=draw(st.sampled_from([0.0, [0.0, 2.0, 50.0]])),
+                    val_fraction=draw(st.sampled_from([0.05, 0.2, 0.9])))
     return {}
 
 

@@ -56,6 +56,11 @@ def demo(out, subjects, photos, seed, experiment, force, quiet):
                f"and the charts {out}/comparison.png, {out}/error_vs_age_*.png")
 
 
+def _beating(rows: list[dict], baseline: str) -> str:
+    """The names of the runs whose test MSE is below their own ``baseline`` column, comma separated."""
+    return ", ".join(r["name"] for r in rows if r[baseline] is not None and r["test_mse"] < r[baseline])
+
+
 def summary_markdown(rows: list[dict], explained: float, ds) -> str:
     """``summary.md``: the dataset, then per split the best run and the baselines, and what was skipped."""
     lines = ["# aging demo: age models on synthetic latents", "",
@@ -70,8 +75,9 @@ def summary_markdown(rows: list[dict], explained: float, ds) -> str:
                      f"baselines start {best['start_test_mse']:.4f}"
                      + (f", subject mean {best['mean_test_mse']:.4f}" if best["mean_test_mse"] is not None else "")
                      + (f", noise floor {best['truth_test_mse']:.4f}" if best["truth_test_mse"] is not None else "")
-                     + ". Models beating `start`: "
-                     + ", ".join(r["name"] for r in part if r["test_mse"] < r["start_test_mse"]) + ".")
+                     + ". Models beating `start`: " + _beating(part, "start_test_mse") + "."
+                     + (f" Beating the subject mean: {_beating(part, 'mean_test_mse') or 'none'}."
+                        if best["mean_test_mse"] is not None else ""))
     skipped = [r for r in rows if r["skipped"]]
     if skipped:
         lines.append("* skipped (cannot apply to this dataset): "

@@ -20,7 +20,8 @@ def model_configs(dim: int, opts: FiguresOptions) -> list[RunConfig]:
               ("mlp", {"hidden": 1000 if opts.full else 100, "activation": "tanh", "lr": 0.01, "features": "linear",
                        "dims": min(1024, dim), "epochs": opts.mlp_epochs},
                {"pairs": "random", "n_pairs": opts.mlp_pairs, "min_gap": opts.min_gap}),
-              ("direction", {} if opts.direction is None else {"direction": str(opts.direction)}, {})]
+              ("direction", {} if opts.direction is None else {"direction": str(opts.direction)}, {}),
+              ("trend", {}, {})]
     return [RunConfig(name=f"model-{model}-{split}", model=model, params=params, split=split, seed=opts.seed,
                       **{"pairs": "first", **protocol})
             for split in SPLITS for model, params, protocol in models]

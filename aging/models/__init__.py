@@ -4,7 +4,7 @@
 """
 
 from aging.models.base import REGISTRY, AgeModel, ModelError, load_model, make_model, register
-from aging.models import direction, interpolate, mlp, regression  # noqa: F401  (registers models)
+from aging.models import direction, interpolate, mlp, regression, trend  # noqa: F401  (registers models)
 from aging.models.components import SELECTIONS, select_components, step_variances
 
 __all__ = ["REGISTRY", "AgeModel", "ModelError", "load_model", "make_model", "register",

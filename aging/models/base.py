@@ -234,6 +234,11 @@ class AgeModel(abc.ABC):
         out = self._predict_flat(start.reshape(-1), float(start_age), targets)  # [T, D]
         return np.asarray(out, dtype=np.float32).reshape((len(targets),) + self.latent_shape_)
 
+    def chosen(self) -> dict:
+        """What the fit chose by itself (cross-validated values), recorded in ``metrics.json``;
+        empty for a model that chooses nothing."""
+        return {}
+
     # -- persistence ---------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(getattr(self, k)) for k in self._state_arrays}

@@ -350,6 +350,11 @@ class RidgeRegression(OffsetRegression):
     def _check_state(self):
         return super()._check_state() or check_array(self, "alpha_", ()) or check_array(self, "cv_scores_", (None,))
 
+    def chosen(self) -> dict:
+        """The cross-validated ridge penalty."""
+        self.check_fitted()
+        return {"alpha": float(self.alpha_)}
+
     def _alpha(self, pairs, stats_fn):
         alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))  # [A]
         n_folds = int(min(int(self.cv), len(pairs)))
