@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench bench-fetch bench-encode bench-figures study figures clean
+.PHONY: help install demo test bench bench-fetch bench-encode bench-figures bench-score study figures clean
 
 help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,11 +21,11 @@ help: ## Show this list of targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(TORCH)" ]; then echo "installing $(TORCH)"; $(BIN)/python -m pip install -q "$(TORCH)"; fi
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,eval]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(STAMP) ## Create .venv and install aging (editable) with its test tools
+install: $(STAMP) ## Create .venv and install aging (editable) with its test and image-scoring tools
 
 demo: $(STAMP) ## Offline demo on synthetic latents -> runs/demo/ (summary.md, comparison.md, charts)
 	$(BIN)/aging demo
@@ -63,6 +63,9 @@ bench-encode: $(STAMP) ## Benchmark of aging encode: study setting vs defaults (
 
 bench-figures: $(STAMP) ## Benchmark of aging figures: synthetic default and one subject of 186 photos
 	$(BIN)/python benchmarks/bench_figures.py --json benchmarks/results/figures.json
+
+bench-score: $(STAMP) ## Benchmark of aging score: 500 generated frames at 256 px against the fixture faces
+	$(BIN)/python benchmarks/bench_score.py --frames 500 --size 256 --json benchmarks/results/score.json
 
 clean: ## Remove the virtual environment and generated outputs (keeps data/)
 	rm -rf $(VENV) runs figures benchmarks/results .pytest_cache

@@ -472,8 +472,12 @@ def read_npz(path: str | Path, what: str = "archive") -> dict[str, np.ndarray]:
         raise FileFormatError(f"{path}: unreadable {what} ({type(exc).__name__}: {_describe(exc)})") from None
 
 
-def read_image(path: str | Path, size: int | None = None, *, square: bool = False) -> np.ndarray:
+def read_image(path: str | Path, size: int | None = None, *, square: bool = False,
+               upright: bool = False) -> np.ndarray:
     """An image as uint8 RGB ``[H, W, 3]``, area-resized (box filter) to ``size`` x ``size`` when given.
+
+    ``upright``: turn the pixels as the file's EXIF orientation tag says (a phone photo stored
+    sideways); aligned faces and frames written by this toolkit carry no such tag.
 
     16-bit images are scaled to 8 bits (not clipped: a clipped 16-bit PNG is almost white),
     palette and grey images are expanded, alpha is dropped (composited on black). Anything PIL
@@ -485,7 +489,7 @@ def read_image(path: str | Path, size: int | None = None, *, square: bool = Fals
     try:
         with Image.open(path) as im:
             im.load()
-            arr = _to_rgb8(im, path)
+            arr = _to_rgb8(_exif_upright(im) if upright else im, path)
     except FileFormatError:
         raise
     except FileNotFoundError:
@@ -499,6 +503,16 @@ def read_image(path: str | Path, size: int | None = None, *, square: bool = Fals
         img = Image.fromarray(arr).resize((size, size), Image.Resampling.BOX)
         arr = np.asarray(img, dtype=np.uint8)
     return np.ascontiguousarray(arr)
+
+
+def _exif_upright(im):
+    """``im`` turned as its EXIF orientation says; as stored when the tag is absent or damaged."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: show the pixels as stored
+        return im
 
 
 def _to_rgb8(im, path: Path) -> np.ndarray:

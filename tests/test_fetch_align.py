@@ -210,3 +210,45 @@ def test_stabilisation_beats_single_photo_alignment_on_a_corrupted_sequence():
     assert all(st.outliers[i] >= 6 for i in corrupted)
     # one photo alone: nothing to stabilise against
     assert np.allclose(stabilise(shapes[:1]).keypoints[0], keypoints(shapes[0]))
+
+
+@needs_fixtures
+@pytest.mark.skipif(not (FIXTURES / "others").is_dir(), reason="../shared/fixtures/others absent")
+def test_several_faces_keep_the_subject_and_reject_strangers():
+    """Issue 13: a photo with the subject beside a stranger keeps the subject's face (its
+    landmarks, not the larger stranger's); a photo of two strangers stays multi_face."""
+    from aging.fetch.config import parse_video
+    from aging.fetch.frames import Run
+    from aging.fetch.options import FetchOptions
+    from aging.fetch.pipeline import _scan_item, catalog
+
+    faces = fixture_faces()
+    obama, biden = (cv2.imread(str(FIXTURES / "others" / n)) for n in ("obama_a.jpg", "biden.jpg"))
+
+    def pair(left, right, lsize=250, rsize=270):
+        frame = np.full((360, 720, 3), BACKDROP, np.uint8)
+        frame[50:50 + lsize, 40:40 + lsize] = cv2.resize(left, (lsize, lsize))
+        frame[45:45 + rsize, 420:420 + rsize] = cv2.resize(right, (rsize, rsize))
+        return frame
+
+    def crop(img):   # the face of an unaligned portrait
+        f = detect_faces(img, landmarks=False)[0]
+        l, t, r, b = (int(v) for v in f.box)
+        pad = (r - l) // 2
+        return cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)[t:b + 2 * pad, l:r + 2 * pad]
+
+    def single(face):
+        frame = np.full((360, 720, 3), BACKDROP, np.uint8)
+        frame[40:320, 220:500] = cv2.resize(face, (280, 280))
+        return frame
+
+    frames = [single(f) for f in faces[:4]] + [pair(faces[6], crop(obama)), pair(crop(obama), crop(biden))]
+    items = [_scan_item(Run(k, k, k, 1.0), f, 640, sample=True) for k, f in enumerate(frames)]
+    cfg = parse_video({"name": "t", "url": "t.mp4", "start_age": 7000, "days_per_photo": 150})
+    rows, shapes = catalog(items, cfg, FetchOptions(), fps=1.0, frame_shape=(360, 720))
+    assert [r.status for r in rows[:4]] == ["kept"] * 4
+    mixed, strangers = rows[4], rows[5]
+    assert mixed.status == "kept" and "matches the subject" in mixed.reason, mixed
+    assert shapes[4][:, 0].max() < 360   # the subject's landmarks: the left half of the frame
+    assert strangers.status == MULTI_FACE and "none matches the subject" in strangers.reason, strangers
+    assert strangers.age_days == 7000 + 5 * 150    # a rejected photo keeps its age slot

@@ -306,3 +306,32 @@ def test_writer_keeps_dotted_names_and_decode_leaves_grad_mode_alone(tmp_path):
         for f in decode(G, ws):
             w.write(f)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig3.1_interp.gif", "fig3.1_interp.mp4"]
+
+
+def test_render_score_writes_the_summary_into_the_sidecar(world, gen_path, tmp_path, monkeypatch):
+    """``--score`` (issue 13): every generated frame is scored against the real photo nearest in
+    age. The tiny generator draws no faces, so dlib is replaced by a stand-in whose descriptor is
+    the image's mean grey level: a frame and its own latent's photo are then "the same person"."""
+    from aging.score.faces import FaceScore, FaceScorer
+
+    root, ds = world
+    monkeypatch.setenv("AGING_CACHE", str(tmp_path / "cache"))
+    seen = []
+
+    def fake(self, image):
+        seen.append(image.shape)
+        return FaceScore(faces=1, box=(0, 0, 4, 4), descriptor=np.full(128, image.mean() / 255 / 12, np.float32),
+                         age_years=30.0)
+
+    monkeypatch.setattr(FaceScorer, "analyse", fake)
+    out = tmp_path / "scored.gif"
+    r = cli(["render", "--latents", root / "data" / "subject00", "-g", gen_path, "--subject", root / "data" / "subject00",
+             "--size", "32", "--format", "gif", "--score", "-o", out, "-q"])
+    assert r.exit_code == 0, r.stderr + repr(r.exception)
+    score = json.loads(out.with_suffix(".json").read_text())["score"]
+    n = len(ds.subjects[0])
+    assert score["pairs"] == n and score["face_rate"] == 1.0 and score["same_person_rate"] == 1.0
+    assert score["mean_identity_distance"] < 0.05 and score["source"]["age_days"] == ds.subjects[0].ages[0]
+    assert seen.count((32, 32, 3)) >= 2 * n   # uncaptioned 32 px faces (frames and photos), not the side-by-side
+    r = cli(["render", "--latents", root / "data" / "subject00", "-g", gen_path, "--score", "-o", tmp_path / "x.gif"])
+    assert_user_error(r, "--score needs --subject")

@@ -42,8 +42,10 @@ def main():
       aging train     latent dataset -> age model + metrics      (runs/<name>)
       aging evaluate  experiments: many models, one comparison table and chart
       aging render    model + latent -> aging GIF/MP4 (real | generated)
+      aging age       one photo -> aging GIF/MP4 (detect, align, encode, render)
       aging mix       style mixing of two faces;  aging morph: morph between two faces
       aging weights   list / download / convert StyleGAN2 checkpoints
+      aging score     generated faces vs real photos: same person? apparent age?
     \b
     Offline, on synthetic latents:
       aging synth data/synth --subjects 3 --photos 200
@@ -53,10 +55,14 @@ def main():
 
 def _register() -> None:
     from aging.cli import demo, encode, evaluate, fetch, figures, render, synth, train, weights
+    from aging.cli import age
 
-    for module in (fetch, encode, synth, train, evaluate, demo, figures, weights, render):
+    for module in (fetch, encode, synth, train, evaluate, demo, figures, weights, render, age):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
+    from aging.cli import score  # image-space evaluation
+
+    main.add_command(score.score)
 
 
 _register()

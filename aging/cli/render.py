@@ -16,6 +16,7 @@ import click
 from aging.cli.common import AGE, FRAME_AGES, MAX_FRAMES, Command, FiniteFloat
 from aging.devices import DEVICE_HELP, DeviceError, check_device_name
 from aging.render.video import DecodeOptions
+from aging.score.options import ScoreOptions
 
 GENERATOR_HELP = "Generator: a checkpoint path (.pkl or the project's format) or a registry name (aging weights list)."
 
@@ -111,6 +112,7 @@ class RenderOptions:
     no_caption: bool
     out: Path
     quiet: bool
+    score: bool = False  # score each generated face against the subject's photos (aging score)
 
 
 @dataclass
@@ -231,9 +233,10 @@ def real_photos(subject: Path):
         raise RenderError(f"{exc} (--subject needs the subject's aligned photos)") from None
 
 
-def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos):
+def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos, scores=None):
     """Decode ``ws`` and write the video: each frame captioned with its age, beside the real photo
-    nearest in age when there are ``photos``. Returns the closed writer."""
+    nearest in age when there are ``photos``; each generated face scored by ``scores``
+    (:class:`aging.score.pipeline.FrameScores`) when given. Returns the closed writer."""
     from aging.ages import format_age
     from aging.photos import read_photo
     from aging.render.video import VideoWriter, caption, decode, nearest, side_by_side
@@ -242,6 +245,8 @@ def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos):
     label = "generated" if photos is not None else "age"
     with VideoWriter(o.out, fps=o.fps, formats=o.formats) as writer:
         for k, frame in enumerate(decode(G, ws, gen.decode, quiet=o.quiet, desc="render")):
+            if scores is not None:
+                scores.add(int(ages[k]), frame)
             if not o.no_caption:
                 frame = caption(frame, f"{label} {format_age(ages[k])}")
             if real_idx is not None:
@@ -251,6 +256,27 @@ def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos):
                 frame = side_by_side(real, frame)
             writer.write(frame)
     return writer
+
+
+def frame_scores(photos):
+    """A :class:`~aging.score.pipeline.FrameScores` for ``--score`` (its models load here, before
+    the generator)."""
+    import numpy as np
+
+    from aging.score.pipeline import FrameScores
+
+    scores = FrameScores(photos, ScoreOptions(quiet=True))
+    scores.scorer.analyse(np.zeros((8, 8, 3), np.uint8))  # a missing dlib model fails now, in one line
+    return scores
+
+
+def score_summary(scores, photos, start_age: int | None) -> dict:
+    """``OUT.json``'s ``score``: the summary of ``aging score`` for the rendered frames; the source
+    photo is the real one nearest the source latent's age (the earliest for ``--latents``)."""
+    from aging.score.pairing import nearest_real
+
+    source = photos.paths[int(nearest_real(photos.ages, [start_age])[0])] if start_age is not None else None
+    return scores.summary(source)
 
 
 @click.command(cls=Command)
@@ -276,6 +302,8 @@ def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos):
 @click.option("--format", "formats", default="gif,mp4", show_default=True, callback=_formats,
               help="gif, mp4 or both.")
 @click.option("--no-caption", is_flag=True, help="No age caption on the frames.")
+@click.option("--score", is_flag=True, help="Score each generated face against the --subject photos (identity "
+                                           "distance, apparent age, as aging score); the summary goes into OUT.json.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; OUT.gif and/or OUT.mp4 are written.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -297,15 +325,19 @@ def render(**options):
     o = RenderOptions(**options)
     t0 = time.perf_counter()
     frames = plan_frames(o)
+    if o.score and o.subject is None:
+        raise click.UsageError("--score needs --subject (the real photos the frames are scored against)")
     photos = real_photos(o.subject) if o.subject is not None else None
+    scores = frame_scores(photos) if o.score else None
     G = gen.load()
-    writer = write_render(o, gen, G, frame_latents(o, frames, G), frames.ages, photos)
+    writer = write_render(o, gen, G, frame_latents(o, frames, G), frames.ages, photos, scores)
     ages = [int(a) for a in frames.ages]
     io.write_json(writer.base.with_name(f"{writer.base.name}.json"), {
         "frames": writer.count, "ages_days": ages, "generator": str(gen.generator),
         "model": str(o.model_dir) if o.model_dir else None,
         "direction": str(o.direction) if o.direction else None, "rate_per_year": o.rate, "source": str(o.source) if o.source else None,
-        "latents": str(o.latents_dir) if o.latents_dir else None, "subject": str(o.subject) if o.subject else None})
+        "latents": str(o.latents_dir) if o.latents_dir else None, "subject": str(o.subject) if o.subject else None,
+        **({"score": score_summary(scores, photos, frames.start_age)} if scores is not None else {})})
     paths = ", ".join(str(p) for p in writer.paths.values())
     click.echo(f"wrote {writer.count} frames ({ages[0]}..{ages[-1]} days) to {paths} "
                f"in {time.perf_counter() - t0:.1f} s")

@@ -91,9 +91,7 @@ def detect_faces(frame: np.ndarray, *, detect_size: int = 640, landmarks: bool =
     Landmarks are predicted on the full-resolution frame, then refined on an upright view of the
     face (:func:`refine_landmarks`).
     """
-    import dlib
-
-    detector, predictor = load_models()
+    detector, _ = load_models()
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     h, w = rgb.shape[:2]
     scale = min(1.0, detect_size / max(h, w))
@@ -105,14 +103,22 @@ def detect_faces(frame: np.ndarray, *, detect_size: int = 640, landmarks: bool =
                   score=float(s)) for r, s in zip(rects, scores)]
     faces.sort(key=lambda f: -f.width)
     if landmarks and faces:
-        f = faces[0]
-        rect = dlib.rectangle(int(round(f.box[0])), int(round(f.box[1])), int(round(f.box[2])) - 1,
-                              int(round(f.box[3])) - 1)
-        shape = predictor(rgb, rect)
-        f.landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-        if refine:
-            f.landmarks = refine_landmarks(rgb, f)
+        add_landmarks(rgb, faces[0], refine=refine)
     return faces
+
+
+def add_landmarks(rgb: np.ndarray, face: Face, *, refine: bool = True) -> Face:
+    """Set ``face.landmarks`` (``[68, 2]``, frame pixels) from an RGB frame; refined on an upright
+    view unless ``refine`` is false (:func:`refine_landmarks`). Returns ``face``."""
+    import dlib
+
+    _, predictor = load_models()
+    l, t, r, b = (int(round(v)) for v in face.box)
+    shape = predictor(rgb, dlib.rectangle(l, t, r - 1, b - 1))
+    face.landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+    if refine:
+        face.landmarks = refine_landmarks(rgb, face)
+    return face
 
 
 # box jitters (dx, dy as a fraction of the box, scale) of the refinement

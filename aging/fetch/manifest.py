@@ -7,7 +7,9 @@ Columns:
   which are not photos. ``exclude`` in the config and the contact sheet use this number;
 * ``age_days``: the photo's age (empty for ``no_face``);
 * ``status``: ``kept``, ``no_face``, ``multi_face``, ``face_too_small``, ``face_cropped``,
-  ``landmarks_implausible``, ``decimated`` or ``excluded``; ``reason``: why, in words;
+  ``landmarks_implausible``, ``decimated`` or ``excluded``; ``reason``: why, in words. A photo with
+  several faces of similar size keeps the one that matches the subject (its reason says so) and
+  is ``multi_face`` only when none does (or no clean single-face photo gives the subject's look);
 * ``time_s``: the video time of the item's first frame; ``first_frame``, ``last_frame``: its frames
   (inclusive); ``frame``: the frame the photo was taken from (the sharpest);
 * ``file``: ``aligned/<age_days>.png`` for kept photos.

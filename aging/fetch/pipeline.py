@@ -36,8 +36,8 @@ import numpy as np
 
 from aging import io
 from aging.errors import AgingError, FileFormatError
-from aging.fetch.align import (FACE_TOO_SMALL, Face, ModelsError, Quad, align_face, check_faces, detect_faces,
-                               ffhq_quad, keypoints, stabilise)
+from aging.fetch.align import (FACE_TOO_SMALL, MULTI_FACE, Face, ModelsError, Quad, add_landmarks, align_face,
+                               check_faces, detect_faces, ffhq_quad, keypoints, stabilise)
 from aging.fetch.config import VideoConfig, VideoConfigError
 from aging.fetch.contact_sheet import make_contact_sheet, thumbnail, thumbnail_size
 from aging.fetch.download import DownloadError, Source, download_video, local_source, source_record
@@ -46,7 +46,8 @@ from aging.fetch.manifest import DECIMATED, EXCLUDED, KEPT, ManifestRow, write_m
 from aging.fetch.options import FetchOptions, options_record
 from aging.progress import progress_bar
 
-SCAN_VERSION = 2      # 2: videos identified by sha256, not by name and time
+SCAN_VERSION = 3      # 2: videos identified by sha256, not by name and time; 3: face descriptors
+REFERENCE_SAMPLES = 64  # single-face photos per video whose descriptors make the subject's reference
 ALIGN_VERSION = 1
 OPTIONS_NAME = "fetch.options.json"
 
@@ -353,11 +354,15 @@ def scan_video(video: Path, cfg: VideoConfig, opt: FetchOptions, *, progress: bo
     expected = (min(stop, info.num_frames) if stop is not None else info.num_frames) - first
     seen = {"frames": 0, "shape": (info.height, info.width)}
     items = []
+    spacing = max(1, expected // REFERENCE_SAMPLES)   # frames between the photos that make the reference
+    sampled: set[int] = set()
     with progress_bar(total=max(expected, 0) or None, desc=f"{cfg.name}: frames", unit="fr",
                       quiet=not progress) as bar:
         frames = _counted(prefetch(iter_frames(video, start_time=cfg.start_time, end_time=cfg.end_time)), seen, bar)
         for run, best in cut(frames, cutoff=opt.cutoff, tolerance=opt.tolerance):
-            items.append(_scan_item(run, best, opt.detect_size))
+            items.append(_scan_item(run, best, opt.detect_size, sample=run.frame // spacing not in sampled))
+            if len(items[-1]["faces"]) == 1:
+                sampled.add(run.frame // spacing)
     decoded, shape = seen["frames"], seen["shape"]
     if decoded == 0:
         raise VideoError(f"{video}: no frame could be decoded (corrupt video, or start_time past its end)")
@@ -378,15 +383,36 @@ def _counted(frames, seen: dict, bar):
         yield index, frame
 
 
-def _scan_item(run: Run, frame: np.ndarray, detect_size: int) -> dict:
-    """One distinct photo as the scan records it: its frames and the faces on its best frame."""
+def _scan_item(run: Run, frame: np.ndarray, detect_size: int, *, sample: bool = False) -> dict:
+    """One distinct photo as the scan records it: its frames and the faces on its best frame.
+
+    Where there are several faces, each gets its landmarks and identity descriptor (catalog keeps
+    the one that matches the subject); a single face gets its descriptor when ``sample`` (the
+    photos whose median descriptor is the subject's reference)."""
     faces = detect_faces(frame, detect_size=detect_size)
+    described = _describe(frame, faces) if len(faces) > 1 or (faces and sample) else [None] * len(faces)
     return {
         "first_frame": run.first_frame, "last_frame": run.last_frame, "frame": run.frame,
         "sharpness": round(run.sharpness, 3),
-        "faces": [{"box": [round(v, 2) for v in f.box], "score": round(f.score, 4)} for f in faces],
+        "faces": [{"box": [round(v, 2) for v in f.box], "score": round(f.score, 4),
+                   **({} if d is None or k == 0 else {"landmarks": f.landmarks.round(2).tolist()}),
+                   **({} if d is None else {"descriptor": [round(float(v), 5) for v in d]})}
+                  for k, (f, d) in enumerate(zip(faces, described))],
         "landmarks": faces[0].landmarks.round(2).tolist() if faces else None,
     }
+
+
+def _describe(frame: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+    """The identity descriptor of each face of a BGR frame (landmarks added where missing)."""
+    from aging.score.faces import descriptor_at
+
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    out = []
+    for f in faces:
+        if f.landmarks is None:
+            add_landmarks(rgb, f)
+        out.append(descriptor_at(rgb, f.landmarks))
+    return out
 
 
 def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: float, frame_shape: tuple[int, int]
@@ -399,6 +425,7 @@ def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: floa
     Photos :func:`aging.fetch.frames.decimate` drops are ``decimated``; photos listed in
     ``cfg.exclude`` are ``excluded``."""
     found = [_scanned_faces(it) for it in items]
+    matches = match_subject(items, found, opt, frame_shape)
     widths = [fs[0].width for fs in found if fs]
     median_width = float(np.median(widths)) if widths else 0.0
     ages = cfg.ages(len(widths))
@@ -414,6 +441,12 @@ def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: floa
             row.photo, row.age_days = photo, ages[photo]
             photo += 1
         row.status, row.reason = _face_status(faces, frame_shape, opt, median_width)
+        if index in matches:   # several faces: the subject's is kept, or none of them is the subject
+            matched, why = matches[index]
+            if not matched:
+                row.status, row.reason = MULTI_FACE, why
+            elif row.status == "ok":
+                row.reason = why
         if row.status == "ok":
             shapes[index] = faces[0].landmarks
             if not kept_by_decimation[row.photo]:
@@ -427,11 +460,50 @@ def catalog(items: list[dict], cfg: VideoConfig, opt: FetchOptions, *, fps: floa
 
 
 def _scanned_faces(item: dict) -> list[Face]:
-    """The faces a scan recorded for an item, largest first; the first one with its landmarks."""
-    faces = [Face(box=tuple(f["box"]), score=f["score"]) for f in item["faces"]]
+    """The faces a scan recorded for an item, largest first, with their landmarks where it has them."""
+    faces = [Face(box=tuple(f["box"]), score=f["score"],
+                  landmarks=np.asarray(f["landmarks"], dtype=np.float64) if f.get("landmarks") else None)
+             for f in item["faces"]]
     if faces and item["landmarks"] is not None:
         faces[0].landmarks = np.asarray(item["landmarks"], dtype=np.float64)
     return faces
+
+
+def subject_reference(items: list[dict], found: list[list[Face]], opt: FetchOptions,
+                      frame_shape: tuple[int, int]) -> np.ndarray | None:
+    """The subject's identity: the median descriptor of the clean single-face photos the scan
+    described (None when there are none)."""
+    descs = [it["faces"][0]["descriptor"] for it, faces in zip(items, found)
+             if len(faces) == 1 and "descriptor" in it["faces"][0]
+             and check_faces(faces, frame_shape, min_face_px=opt.min_face_px, similar=opt.similar_faces)[0] == "ok"]
+    return np.median(np.asarray(descs, dtype=np.float64), axis=0) if descs else None
+
+
+def match_subject(items: list[dict], found: list[list[Face]], opt: FetchOptions,
+                  frame_shape: tuple[int, int]) -> dict[int, tuple[bool, str]]:
+    """Photos with several faces of similar size: ``index -> (True, why)`` where one face matches
+    the subject (``found[index]`` becomes that face alone), ``(False, why)`` where none does.
+    Without a reference (no clean single-face photo described) nothing changes."""
+    from aging.score.faces import SAME_PERSON, distance
+
+    ref = subject_reference(items, found, opt, frame_shape)
+    out: dict[int, tuple[bool, str]] = {}
+    for index, (it, faces) in enumerate(zip(items, found)):
+        if ref is None or len(faces) < 2 or check_faces(faces, frame_shape, similar=opt.similar_faces,
+                                                        min_face_px=0.0)[0] != MULTI_FACE:
+            continue
+        dists = [distance(f.get("descriptor"), ref) for f in it["faces"]]
+        best = min((k for k, d in enumerate(dists) if d is not None), key=lambda k: dists[k], default=None)
+        if best is None or faces[best].landmarks is None:
+            continue
+        if dists[best] < SAME_PERSON:
+            found[index] = [faces[best]]
+            out[index] = (True, f"{len(faces)} faces: kept the one that matches the subject "
+                                f"(descriptor distance {dists[best]:.2f})")
+        else:
+            out[index] = (False, f"{len(faces)} faces, none matches the subject (nearest descriptor distance "
+                                 f"{dists[best]:.2f}, same person under {SAME_PERSON:g})")
+    return out
 
 
 def _face_status(faces: list[Face], frame_shape: tuple[int, int], opt: FetchOptions,

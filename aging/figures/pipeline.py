@@ -14,6 +14,7 @@ from aging import io
 from aging.figures.common import FiguresOptions
 from aging.figures.direction import make_direction_figure
 from aging.figures.generated import load_decoder, make_fig1, make_videos
+from aging.figures.imagespace import make_imagespace_table
 from aging.figures.linearity import make_linearity_figure
 from aging.figures.mlp import make_mlp_figure
 from aging.figures.models import make_models_table
@@ -43,6 +44,8 @@ def make_figures(ds, out: str | Path, opts: FiguresOptions = FiguresOptions(), *
         figures += make_videos(ds, out, runs, opts, dec, models_table)
     tables = {"offset": offset_table, "mlp": mlp_table, "models": models_table}
     fit = sum(r.get("fit_seconds") or 0.0 for t in tables.values() for r in _metrics(runs, t["rows"]))
+    if dec is not None:  # the decoded predictions scored in image space (identity, apparent age)
+        tables["imagespace"] = make_imagespace_table(ds, out, runs, opts, dec, models_table)
     report = io.to_jsonable({
         "dataset": dataset_summary(ds), "noise_floor": noise, "tables": tables,
         "figures": [f.__dict__ for f in figures], "options": opts.__dict__, "environment": environment(),

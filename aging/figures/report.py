@@ -13,7 +13,8 @@ from aging import io
 from aging.figures.common import fmt, markdown_table
 
 TABLE_TITLES = {"offset": "Offset regression (Figs 8-12)", "mlp": "MLP grid (Fig 14)",
-                "models": "Every model on every split"}
+                "models": "Every model on every split",
+                "imagespace": "Image space: identity and apparent age of the generated faces"}
 
 
 def dataset_summary(ds) -> dict:

@@ -137,6 +137,14 @@ def side_by_side(*frames: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def real_and_generated(real: np.ndarray, generated: np.ndarray, real_text: str, generated_text: str, *,
+                       captions: bool = True) -> np.ndarray:
+    """The frame of an aging video: the real face beside the generated one, each captioned."""
+    if captions:
+        real, generated = caption(real, real_text), caption(generated, generated_text)
+    return side_by_side(real, generated)
+
+
 def nearest(ages: np.ndarray, query: Iterable[int]) -> np.ndarray:
     """Index of the age in sorted ``ages`` nearest to each query age."""
     ages = np.asarray(ages, dtype=np.int64)
