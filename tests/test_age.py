@@ -264,3 +264,20 @@ def test_score_flag_writes_the_summary_into_the_sidecar(tmp_path, photos, models
     assert side["score"]["source_face_found"]  # the aligned 64 px input face is found (enlarged for the detector)
     assert {"face_found", "identity_distance", "same_person", "age_target_years"} <= set(side["per_frame"][0])
     assert "score: faces found in" in out.stdout
+
+
+def test_stylegan_v1_pickle_works_as_the_generator(tmp_path, photos):
+    """The study's generator family: a StyleGAN v1 TF pickle aligns the face at its resolution."""
+    from aging.stylegan.checkpoints import load_checkpoint
+
+    g1 = FIXTURES / "stylegan1" / "small128.pkl"
+    G1 = load_checkpoint(g1)
+    np.save(tmp_path / "d.npy", np.ones(G1.w_dim, np.float32))
+    out = cli(["age", photos / "one.jpg", "--age", "19y", "-g", g1, *FAST, "--direction", tmp_path / "d.npy",
+               "--ages", "19y,21y", "-o", tmp_path / "v1.gif", "--work", tmp_path / "w"])
+    assert out.exit_code == 0, out.stderr + repr(out.exception)
+    assert _gif(tmp_path / "v1.gif")[0] == 2
+    work = next((tmp_path / "w").iterdir())
+    with Image.open(work / "aligned" / "6940.png") as im:
+        assert im.size == (G1.img_resolution, G1.img_resolution) == (128, 128)
+    assert np.load(work / "latents" / "6940.npy").shape == (G1.num_ws, G1.w_dim)

@@ -91,13 +91,11 @@ def age(photo: Path, **options):
 
 def _photo_identity():
     """The ``--score`` hook, its face models loaded now (a missing model is one line before any work)."""
-    import numpy as np
-
     from aging.age.scoring import PhotoIdentity
+    from aging.score.faces import dlib_models
 
-    hook = PhotoIdentity()
-    hook.scorer.analyse(np.zeros((8, 8, 3), np.uint8))
-    return hook
+    dlib_models()
+    return PhotoIdentity()
 
 
 def _score_line(s: dict) -> str:

@@ -261,12 +261,11 @@ def write_render(o: RenderOptions, gen: GeneratorOptions, G, ws, ages, photos, s
 def frame_scores(photos):
     """A :class:`~aging.score.pipeline.FrameScores` for ``--score`` (its models load here, before
     the generator)."""
-    import numpy as np
-
+    from aging.score.faces import dlib_models
     from aging.score.pipeline import FrameScores
 
     scores = FrameScores(photos, ScoreOptions(quiet=True))
-    scores.scorer.analyse(np.zeros((8, 8, 3), np.uint8))  # a missing dlib model fails now, in one line
+    dlib_models()  # a missing dlib model fails now, in one line
     return scores
 
 

@@ -47,14 +47,24 @@ def model_file(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def dlib_models():
-    """``(detector, landmarks, recogniser)``: dlib's HOG detector, 68-point shape predictor and
-    face recognition model, loaded once."""
+def face_detector():
+    """dlib's HOG face detector, made once (cheap: no model file; an image without a face never
+    loads the larger models)."""
     try:
         import dlib
     except ImportError:
         raise FaceModelError("dlib is not installed: pip install dlib-bin") from None
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file(LANDMARK_MODEL))),
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=1)
+def dlib_models():
+    """``(detector, landmarks, recogniser)``: dlib's HOG detector, 68-point shape predictor and
+    face recognition model, loaded once (about a second)."""
+    import dlib
+
+    detector = face_detector()
+    return (detector, dlib.shape_predictor(str(model_file(LANDMARK_MODEL))),
             dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR_MODEL))))
 
 
@@ -219,7 +229,7 @@ class FaceScorer:
         """dlib rectangles in ``rgb``'s pixels: on a shrunk copy, with one upsampling retry."""
         import dlib
 
-        detector = dlib_models()[0]
+        detector = face_detector()
         h, w = rgb.shape[:2]
         shrink = min(1.0, self.detect_size / max(h, w))
         small = rgb if shrink == 1.0 else _resized(rgb, shrink)
