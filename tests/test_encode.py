@@ -180,6 +180,68 @@ def test_warm_start_continues_from_given_starts(G, w_std, mse):
     torch.testing.assert_close(rest[0][1].ws, full[(1, 3)].ws, rtol=0, atol=0)
 
 
+def test_a_photo_stops_once_its_loss_has_stopped_improving(G, w_std, mse):
+    """patience: a converged photo stops (after its cool-down) and the batch goes on without it;
+    each photo's optimisation is its own, so stopping one changes nothing for the others."""
+    w_true = random_ws(G, 2, seed=11)
+    with torch.no_grad():
+        targets = G.synthesis(w_true)
+    init = torch.stack([w_true[0], pj.mean_latents(G, 1, "wplus")[0]])  # photo 0 starts at its solution
+    options = replace(PROJECT, steps=150, lr=0.1, patience=10, tol=1e-3, cooldown=5)
+    proj = pj.project(G, targets, loss=mse, options=options, init=init, w_std=w_std)
+    steps = proj.info["photo_steps"].tolist()
+    assert steps[0] <= 1 + options.patience + options.cooldown + 1 < steps[1]
+    assert len(proj.history) == max(steps) and (proj.history[steps[0]:, 0] == proj.history[steps[0] - 1, 0]).all()
+    torch.testing.assert_close(proj.ws[0], w_true[0])  # a zero gradient: Adam does not move it
+    alone = pj.project(G, targets[1:], loss=mse, options=options, init=init[1:], w_std=w_std)
+    assert abs(int(alone.info["photo_steps"][0]) - steps[1]) <= 2  # the same photo on its own (up to rounding)
+    assert abs(float(alone.info["psnr"][0] - proj.info["psnr"][1])) < 0.5
+    # without patience every photo runs all the steps; the early stop costs photo 1 little
+    full = pj.project(G, targets, loss=mse, options=replace(options, patience=0), init=init, w_std=w_std)
+    assert full.info["photo_steps"].tolist() == [150, 150] and len(full.history) == 150
+    assert proj.info["psnr"][1] > full.info["psnr"][1] - 3
+
+
+def test_heads_start_from_the_nearest_finished_head():
+    assert ch.head_sources([0, 16, 32, 48]) == [(0, None), (2, 0), (1, 0), (2, 32)]
+    assert ch.head_sources([0]) == [(0, None)] and ch.head_sources([]) == []
+    found = ch.head_sources(list(range(0, 160, 10)))  # 16 chains: levels 0..4, each head from a head done before
+    levels = [lv for lv, _ in found]
+    assert sorted(levels) == [0, 1, 2, 2, 3, 3, 3, 3] + [4] * 8
+    for (lv, src), head in zip(found[1:], range(10, 160, 10)):
+        assert levels[src // 10] < lv and abs(head - src) <= 80
+    assert sum(abs(h - s) for (_, s), h in zip(found[1:], range(10, 160, 10))) < 0.3 * sum(range(10, 160, 10))
+    plan = ch.plan_sequence(8, replace(SEQUENCE, batch=3, min_chain=1, heads="nearest"))
+    assert plan.chains == [[0, 1, 2], [3, 4, 5], [6, 7]] and plan.sources == [None, 0, 3] and plan.levels == [0, 1, 2]
+    # resumed with photos 0..3 finished: chain 2's head starts from photo 3, loaded from disk
+    resumed = ch.plan_resume([True] * 4 + [False] * 4, replace(SEQUENCE, batch=3, min_chain=1, heads="nearest",
+                                                                extrapolate=1.0), lambda i: f"latent {i}")
+    assert resumed.chains == [[4, 5], [6, 7]] and resumed.starts == ["latent 3", None]
+    assert resumed.befores == [None, None] and resumed.levels == [-1, 2] and resumed.finished == {3: "latent 3"}
+    resumed = ch.plan_resume([True] * 5 + [False] * 3, replace(SEQUENCE, batch=3, min_chain=1, extrapolate=1.0),
+                             lambda i: f"latent {i}")
+    assert resumed.starts[0] == "latent 4" and resumed.befores[0] == "latent 3"  # extrapolated from 3 and 4
+
+
+def test_warm_start_is_extrapolated_from_the_chains_last_step(G, w_std, mse, monkeypatch):
+    with torch.no_grad():
+        targets = G.synthesis(slow_sequence(G, 4, w_std))
+    real, inits = pj.project, []
+
+    def spy(G_, t, **kw):
+        inits.append(None if kw["init"] is None else kw["init"].clone())
+        return real(G_, t, **kw)
+
+    monkeypatch.setattr(pj, "project", spy)
+    options = sequence(20, batch=1, steps_after_first=5, extrapolate=0.5)
+    out = [p for _, p in pj.project_sequence(G, targets, loss=mse, options=options, w_std=w_std)]
+    assert inits[0] is None and [len(p) for p in out] == [1, 1, 1, 1]
+    torch.testing.assert_close(inits[1][0], out[0].latents[0], rtol=0, atol=0)  # one latent: nothing to extrapolate
+    for k in (2, 3):
+        last, before = out[k - 1].latents[0], out[k - 2].latents[0]
+        torch.testing.assert_close(inits[k][0], last + 0.5 * (last - before), rtol=0, atol=0)
+
+
 def test_w_space_is_one_w_per_photo(G, w_std, mse):
     targets = G.synthesis(random_ws(G, 2, seed=5)[:, :1].expand(-1, G.num_ws, -1))
     proj = pj.project(G, targets, loss=mse, options=replace(PROJECT, space="w", steps=60), w_std=w_std)
@@ -277,13 +339,17 @@ def write_photos(G, folder: Path, n, w_std, *, first_age=7000, step=10):
 def run_kw(space="wplus", heads="best", steps=30, steps_after_first=10, batch=3, dist=(0, 1)):
     """Keyword arguments of ``encode_photos``: a short run, no progress bar."""
     project = replace(PROJECT, steps=steps, space=space, lr=0.2)
+    extra = {}
+    if heads == "nearest":  # with early stops and extrapolated warm starts (from disk when resumed)
+        project, extra = replace(project, patience=4, cooldown=2), dict(extrapolate=1.0, steps_near=steps)
     options = replace(SEQUENCE, project=project, steps_after_first=steps_after_first, batch=batch, min_chain=1,
-                      init="previous", heads=heads, seed=4)
+                      init="previous", heads=heads, seed=4, **extra)
     return dict(options=options, dist=dist, progress=False)
 
 
 @pytest.mark.parametrize("space,kill_after,heads", [("wplus", 1, "best"), ("wplus", 2, "best"), ("z", 2, "best"),
-                                                   ("wplus", 1, "mean"), ("wplus", 1, "root")])
+                                                   ("wplus", 1, "mean"), ("wplus", 1, "root"),
+                                                   ("wplus", 2, "nearest"), ("wplus", 4, "nearest")])
 def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_std, mse, tmp_path, monkeypatch,
                                                                          space, kill_after, heads):
     import aging.io
@@ -321,6 +387,9 @@ def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_st
     if heads == "mean":
         expect = [first, [ages[1], ages[4], ages[7]]]
         init_of = ["mean", "previous", "previous", "mean", "previous", "previous", "mean", "previous"]
+    elif heads == "nearest":  # level by level: 3 from 0, then 6 from 3 (loaded from disk when killed after 2)
+        expect = [first[:1], first[1:2], first[2:], [ages[1], ages[4], ages[7]]]
+        init_of = ["mean", "previous", "previous", "near", "previous", "previous", "near", "previous"]
     else:
         expect = [first[:1], first[1:]]
         init_of = ["mean", "previous", "previous", "head", "previous", "previous", "head", "previous"]
@@ -345,7 +414,9 @@ def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_st
         assert init[ages[3]] in ("head", "mean") and init[ages[6]] in ("head", "mean")
         init_of[3], init_of[6] = init[ages[3]], init[ages[6]]
     assert [init[a] for a in ages] == init_of
-    assert all(r["steps"] == (10 if r["init"] == "previous" else 30) for r in log)
+    full_log = pl.read_log(tmp_path / "full" / pl.LOG_NAME)
+    assert {r["age_days"]: r["steps"] for r in log} == {a: r["steps"] for a, r in full_log.items()}
+    assert all(0 < r["steps"] <= (10 if r["init"] == "previous" else 60 if heads == "best" else 30) for r in log)
     assert all(r["space"] == space and np.isfinite(r["losses"]["total"]) for r in log)
     leftovers = [p for p in (tmp_path / "part").rglob(".*")]
     assert not leftovers  # no temporary files
@@ -416,7 +487,7 @@ def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     assert (tmp_path / "anna" / pl.CHART_NAME).stat().st_size > 10_000 and "encode.png" in r.output
     rep = pl.encode_report(tmp_path / "anna")
     assert list(rep["ages"]) == ages and rep["init"][:2] == ["mean", "previous"] and rep["init"][3] == "previous"
-    assert rep["init"][2] in ("head", "mean")  # --heads best: from the first photo's latent, or the mean
+    assert rep["init"][2] in ("head", "mean")  # --heads best (default): from the first photo or the mean, the better
     lat = [np.load(tmp_path / "anna" / "latents" / f"{a}.npy") for a in ages]
     assert np.isnan(rep["steps"][0])
     np.testing.assert_allclose(rep["steps"][1:], [np.sqrt(np.mean((b - a) ** 2)) for a, b in zip(lat, lat[1:])],
@@ -549,3 +620,26 @@ def test_cli_on_real_faces_and_a_real_pickle(tmp_path):
         assert lat.shape == (10, 64) and lat.dtype == np.float32 and np.isfinite(lat).all()
         assert Image.open(tmp_path / "out" / "recon" / f"{a}.png").size == (64, 64)
         assert log[a]["losses"]["mse"] < 0.1 and log[a]["psnr"] > 15  # a face, not noise
+        # the tiny generator's 64 px reconstruction is not a face to dlib: logged as such, not guessed
+        assert log[a]["recon_face_found"] is False and log[a]["identity_distance"] is None
+    r = invoke(tmp_path, "-g", FIXTURES / "stylegan2" / "tiny.pkl", "--loss", "mse", "--steps", "2", "--batch", "2",
+               "--device", "cpu", "-q", "--no-identity", "-o", tmp_path / "plain")
+    assert r.exit_code == 0, r.output
+    assert all("identity_distance" not in rec for rec in pl.read_log(tmp_path / "plain" / pl.LOG_NAME).values())
+
+
+@pytest.mark.skipif(not (FIXTURES / "faces").is_dir(), reason="../shared/fixtures absent")
+def test_identity_of_reconstructions_is_dlibs_descriptor_distance(tmp_path):
+    """encode.jsonl's identity: the photo's person a year later is near (< 0.6), another person
+    far, a blank reconstruction has no face (no distance)."""
+    faces = FIXTURES / "faces"
+    photos = [faces / "6940.jpg"] * 3
+    recon = np.stack([np.asarray(Image.open(faces / "7390.jpg").convert("RGB")),
+                      np.asarray(Image.open(FIXTURES / "others" / "obama_a.jpg").convert("RGB").resize((256, 256))),
+                      np.zeros((256, 256, 3), np.uint8)])
+    writer = pl._BatchWriter(pl.find_photos(faces, tmp_path / "out"), SequenceOptions(), (0, 1))
+    same, other, blank = writer._identity(photos, recon)
+    assert same["recon_face_found"] and 0 < same["identity_distance"] < 0.6
+    assert other["recon_face_found"] and other["identity_distance"] > 0.6
+    assert blank == {"recon_face_found": False, "identity_distance": None}
+    assert writer.distances == pytest.approx([same["identity_distance"], other["identity_distance"]], abs=1e-4)

@@ -25,9 +25,11 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Where latents/, recon/ and encode.jsonl go [default: DATA].")
 @click.option("--steps", type=click.IntRange(min=1), default=PROJECT.steps, show_default=True,
-              help="Adam steps of photos started from the mean (and of the chains' first photos).")
+              help="Adam steps (at most, with --patience) of photos started from the mean (and of the chains' "
+                   "first photos).")
 @click.option("--steps-after-first", type=click.IntRange(min=1), default=SEQUENCE.steps_after_first,
-              show_default=True, help="Steps of a photo started from the previous photo's latent (--init previous).")
+              show_default=True, help="Steps (at most, with --patience) of a photo started from the previous photo's "
+                                     "latent (--init previous).")
 @click.option("--batch", type=click.IntRange(min=1), default=SEQUENCE.batch, show_default=True,
               help="Photos optimised together; with --init previous, the number of chains (halved on CUDA OOM).")
 @click.option("--space", type=click.Choice(SPACES), default=PROJECT.space, show_default=True,
@@ -35,9 +37,22 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 @click.option("--init", type=click.Choice(INITS), default=SEQUENCE.init, show_default=True,
               help="mean: every photo from the average w; previous: each photo from the previous photo's latent.")
 @click.option("--heads", type=click.Choice(HEADS), default=SEQUENCE.heads, show_default=True,
-              help="--init previous, the chains' first photos: from the first photo's latent (root: small jumps where "
-                   "chains meet), from the average w (mean: each as good as an independent encoding, one batch), "
-                   "or both, keeping the lower loss (best).")
+              help="--init previous, the chains' first photos: each from the nearest chain's first photo already "
+                   "encoded (nearest: level by level, small jumps where chains meet), from the first photo's latent "
+                   "(root), from the average w (mean: each as good as an independent encoding, one batch), or root "
+                   "and mean, keeping the lower loss (best).")
+@click.option("--steps-near", type=click.IntRange(min=1), default=SEQUENCE.steps_near, show_default=True,
+              metavar="N", help="--heads nearest: steps of a chain's first photo started from the nearest one done.")
+@click.option("--extrapolate", type=FiniteFloat(min=0), default=SEQUENCE.extrapolate, show_default=True,
+              metavar="F", help="--init previous: a photo starts from its predecessor's latent plus F times the "
+                                "chain's last step (0: the predecessor's latent).")
+@click.option("--patience", type=click.IntRange(min=0), default=PROJECT.patience, show_default=True, metavar="N",
+              help="A photo has converged when its loss has not improved by --tol in N steps; its learning rate "
+                   "then decays over --cooldown steps and it stops (0: every photo runs all its steps).")
+@click.option("--tol", type=FiniteFloat(min=0), default=PROJECT.tol, show_default=True,
+              help="Relative improvement of the loss that counts for --patience.")
+@click.option("--cooldown", type=click.IntRange(min=0), default=PROJECT.cooldown, show_default=True, metavar="N",
+              help="Steps of learning-rate decay between a photo's convergence and its stop.")
 @click.option("--chain-length", type=click.IntRange(min=0), default=SEQUENCE.chain_length or 0, show_default=True,
               metavar="N", help="--init previous: at most N photos per chain (more chains than --batch, each first "
                                 "photo from scratch: slower, closer to the losses of independent encodings); 0: "
@@ -64,6 +79,9 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--fp16", "--amp", "fp16", is_flag=True, help="Mixed precision on CUDA (synthesis and VGG16).")
 @click.option("--seed", type=click.IntRange(min=0), default=SEQUENCE.seed, show_default=True)
+@click.option("--identity/--no-identity", default=SEQUENCE.identity, show_default=True,
+              help="Log each reconstruction's dlib identity distance to its photo (same person under 0.6) "
+                   "in encode.jsonl.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode(data, **values):
     """Project a subject's aligned photos into the generator's latent space.
@@ -193,7 +211,9 @@ def _report(summary: dict, run: _Run, loss_spec: str, seconds: float) -> None:
     click.echo(f"{who}encoded {summary['encoded']} photo{'s' if summary['encoded'] != 1 else ''} "
                f"({summary['skipped']} already done) in {seconds:.1f} s ({summary['photos_per_s']:.3g} photos/s, "
                f"final batch {summary['batch']}); mean final {loss_spec} loss {summary['mean_total']:.4g}; "
-               f"wrote {photos.out / 'latents'}" + (f" and {chart}" if chart else ""))
+               + (f"mean identity distance {summary['mean_identity_distance']:.3f}; "
+                  if summary.get("mean_identity_distance") is not None else "")
+               + f"wrote {photos.out / 'latents'}" + (f" and {chart}" if chart else ""))
 
 
 COMMANDS = [encode]

@@ -25,7 +25,10 @@ class ChainPlan:
     ``offsets`` per chain, the round of its first photo (a resumed chain keeps its position in the
     chain it continues); ``root``, the latent the heads start from (``heads="root"``/``"best"``;
     default: found by projecting the first head from the mean); ``keys``, one integer per target
-    (ages; default the indices) seeding each batch's randomness with its first photo's key.
+    (ages; default the indices) seeding each batch's randomness with its first photo's key;
+    ``befores`` per chain, the latent of the photo two before it or None (``extrapolate``);
+    ``sources``, ``levels`` and ``finished``: where the heads start with ``heads="nearest"``
+    (:func:`head_sources`).
     """
 
     chains: list[list[int]]
@@ -33,6 +36,10 @@ class ChainPlan:
     offsets: list[int] | None = None   # per chain: round of its first photo
     root: Any = None                   # latent [*space_shape] of the first chain's first photo
     keys: list[int] | None = None      # per target
+    befores: list[Any] | None = None   # per chain: the latent of the photo two before it, or None
+    sources: list[int | None] | None = None  # heads="nearest", per chain: the photo its head starts from
+    levels: list[int] | None = None    # heads="nearest", per chain: when its head comes (0 first; -1 not a head)
+    finished: dict | None = None       # heads="nearest": latents of finished photos that heads start from
 
 
 def plan_chains(n: int, batch: int, max_length: int | None = None, min_length: int = 1) -> list[list[int]]:
@@ -59,6 +66,37 @@ def plan_chains(n: int, batch: int, max_length: int | None = None, min_length: i
     return [list(range(i, min(i + length, n))) for i in range(0, n, length)]
 
 
+def head_sources(heads: Sequence[int]) -> list[tuple[int, int | None]]:
+    """For ``heads="nearest"``: ``(level, source)`` of each chain whose first photo is ``heads[c]``.
+
+    The first head (level 0) starts from the mean; then, level by level, a head in the middle of
+    every gap between the heads done (and after the last) starts from the nearest of them (the
+    earlier on a tie): ``[0, 16, 32, 48]`` gives ``[(0, None), (2, 0), (1, 0), (2, 32)]``, so
+    heads start 16 photos from their source instead of up to 48 from the first photo.
+    """
+    count = len(heads)
+    out: list[tuple[int, int | None]] = [(0, None)] * count
+    done = [0] if count else []
+    level = 0
+    while len(done) < count:
+        level += 1
+        bounds = sorted(done) + [count]
+        new = [(a + b) // 2 for a, b in zip(bounds, bounds[1:]) if (a + b) // 2 > a]
+        for m in new:
+            source = min(sorted(done), key=lambda d: abs(heads[m] - heads[d]))
+            out[m] = (level, heads[source])
+        done += new
+    return out
+
+
+def _nearest(chains: list[list[int]], options: SequenceOptions) -> tuple[list, list] | tuple[None, None]:
+    """``(levels, sources)`` per chain for ``heads="nearest"`` (None, None otherwise)."""
+    if options.init != "previous" or options.heads != "nearest":
+        return None, None
+    found = head_sources([c[0] for c in chains])
+    return [lv for lv, _ in found], [src for _, src in found]
+
+
 def _options_chains(n: int, options: SequenceOptions) -> list[list[int]]:
     return plan_chains(n, options.batch, options.chain_length, options.min_chain)
 
@@ -68,7 +106,9 @@ def plan_sequence(n: int, options: SequenceOptions) -> ChainPlan:
     ``(n, batch, chain_length, min_chain)``; with ``init="mean"``, every photo on its own."""
     if options.init == "mean":
         return ChainPlan([[i] for i in range(n)])
-    return ChainPlan(_options_chains(n, options))
+    chains = _options_chains(n, options)
+    levels, sources = _nearest(chains, options)
+    return ChainPlan(chains, sources=sources, levels=levels)
 
 
 def plan_resume(done: Sequence[bool], options: SequenceOptions, load_start: Callable[[int], Any], *,
@@ -80,13 +120,20 @@ def plan_resume(done: Sequence[bool], options: SequenceOptions, load_start: Call
     of unfinished photos of a chain becomes a chain of the plan that starts, with
     ``init="previous"``, from the finished photo just before it (``load_start(index)``; None: from
     the root or the mean) at its position in the chain. The root (``heads`` root or best) is the
-    first photo's latent when it is finished and a head still has to start from it.
+    first photo's latent when it is finished and a head still has to start from it; with
+    ``extrapolate``, a chain's photo two before its first (``befores``) is loaded too.
     """
     chains: list[list[int]] = []
     starts: list[Any] = []
+    befores: list[Any] = []
     offsets: list[int] = []
     warm = options.init == "previous"
-    for chain in _options_chains(len(done), options):
+    planned = _options_chains(len(done), options)
+    near_levels, near_sources = _nearest(planned, options)
+    levels: list[int] = []
+    sources: list[int | None] = []
+    finished: dict = {}
+    for ci, chain in enumerate(planned):
         for pos, k in enumerate(chain):
             i = first + k
             if done[k]:
@@ -96,9 +143,17 @@ def plan_resume(done: Sequence[bool], options: SequenceOptions, load_start: Call
                 continue
             chains.append([i])
             starts.append(load_start(i - 1) if warm and pos > 0 else None)
+            befores.append(load_start(i - 2) if warm and pos > 1 and options.extrapolate > 0 else None)
+            head = near_levels is not None and pos == 0
+            levels.append(near_levels[ci] if head else -1)
+            sources.append(None if not head or near_sources[ci] is None else first + near_sources[ci])
+            if sources[-1] is not None and done[sources[-1] - first] and sources[-1] not in finished:
+                finished[sources[-1]] = load_start(sources[-1])
             offsets.append(pos if warm else 0)
     root = None
     if (warm and options.heads != "mean" and len(done) and done[0]
             and any(c[0] != first and s is None for c, s in zip(chains, starts))):
         root = load_start(first)
-    return ChainPlan(chains, starts, offsets, root, None if keys is None else list(keys))
+    near = near_levels is not None
+    return ChainPlan(chains, starts, offsets, root, None if keys is None else list(keys), befores,
+                     sources if near else None, levels if near else None, finished if near else None)

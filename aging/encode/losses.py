@@ -110,6 +110,13 @@ class PreparedTargets:
 
         return PreparedTargets(self.images.narrow(0, start, length), cut(self.features), cut(self.unit_features))
 
+    def select(self, index: torch.Tensor) -> "PreparedTargets":
+        """The targets of photos ``index`` (a 1-D long tensor), in that order."""
+        def pick(fs):
+            return None if fs is None else [f.index_select(0, index) for f in fs]
+
+        return PreparedTargets(self.images.index_select(0, index), pick(self.features), pick(self.unit_features))
+
 
 class ImageLoss(nn.Module):
     """Weighted sum of reconstruction terms, per photo.

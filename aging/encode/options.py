@@ -19,7 +19,7 @@ from aging.errors import AgingError
 
 SPACES = ("wplus", "w", "z")
 INITS = ("mean", "previous")
-HEADS = ("best", "mean", "root")
+HEADS = ("best", "mean", "root", "nearest")
 NOISE_MODES = ("const", "random", "none")
 
 
@@ -42,12 +42,18 @@ class ProjectOptions:
     clip: float = 3.0                 # z space: bound k of the stochastic clipping
     fp16: bool = False                # CUDA: half precision in synthesis (and VGG16) with loss scaling
     noise_mode: str = "const"         # the synthesis network's noise inputs
+    patience: int = 0                 # a photo has converged when its objective has not improved by a fraction
+    tol: float = 1e-3                 # tol in patience steps (0: no early stop, every photo runs all the steps)
+    cooldown: int = 0                 # then its learning rate decays to zero (cosine) over this many steps, and it stops
 
     def __post_init__(self):
         _choose("space", self.space, SPACES)
         _choose("noise_mode", self.noise_mode, NOISE_MODES)
         _bound(self, steps=(1, False), lr=(0, True), warmup=(0, False), decay=(0, False), mean_reg=(0, False),
-               smooth=(0, False), clip=(0, True))
+               smooth=(0, False), clip=(0, True), patience=(0, False), tol=(0, False), cooldown=(0, False))
+        for name in ("patience", "cooldown"):
+            if not isinstance(getattr(self, name), int):
+                raise EncodeError(f"{name} must be a whole number of steps, got {getattr(self, name)!r}")
         if self.warmup > 1 or self.decay > 1:
             raise EncodeError(f"warmup and decay are fractions of the steps (<= 1), got {self.warmup}, {self.decay}")
         if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
@@ -62,20 +68,24 @@ class SequenceOptions:
     project: ProjectOptions = field(default_factory=ProjectOptions)  # photos started from the mean
     batch: int = 16                   # photos optimised together (halved on CUDA out-of-memory)
     init: str = "previous"            # mean: every photo from the mean; previous: from its predecessor
-    heads: str = "best"               # where the chains' first photos start: best, mean or root
+    heads: str = "best"               # where the chains' first photos start: best, nearest, mean or root
     steps_after_first: int | None = 100  # steps of a warm-started photo (None: project.steps)
     lr_after_first: float = 0.05      # a warm start is already close: a full-size first Adam step would undo it
+    extrapolate: float = 0.0          # a warm start goes on by this times the chain's last step (0: the predecessor)
+    steps_near: int | None = 300      # steps of a head started from the nearest finished head (None: project.steps)
     chain_length: int | None = None   # at most this many photos per chain (None: no limit)
     min_chain: int = 8                # fewer chains than batch where shorter (a chain's head costs a full projection)
     seed: int = 0                     # a batch's randomness comes from the seed and its first photo's key
+    identity: bool = True             # log each reconstruction's dlib identity distance to its photo
 
     def __post_init__(self):
         if not isinstance(self.project, ProjectOptions):
             raise EncodeError(f"project must be ProjectOptions, got {type(self.project).__name__}")
         _choose("init", self.init, INITS)
         _choose("heads", self.heads, HEADS)
-        _bound(self, batch=(1, False), lr_after_first=(0, True), min_chain=(1, False), seed=(0, False))
-        for name in ("steps_after_first", "chain_length"):
+        _bound(self, batch=(1, False), lr_after_first=(0, True), min_chain=(1, False), seed=(0, False),
+               extrapolate=(0, False))
+        for name in ("steps_after_first", "chain_length", "steps_near"):
             if getattr(self, name) is not None:
                 _bound(self, **{name: (1, False)})
 

@@ -10,7 +10,8 @@ Output (in the subject folder, or ``out``)::
     latents/<age_days>.npy   float32 (num_ws, w_dim), the W+ latent (whatever the space)
     recon/<age_days>.png     the reconstruction at the working resolution
     z/<age_days>.npy         float32 (z_dim,), only for --space z (to warm-start a resumed run)
-    encode.jsonl             one JSON line per encoded photo: age_days, losses, psnr, steps,
+    encode.jsonl             one JSON line per encoded photo: age_days, losses, psnr, steps, identity_distance
+                             (dlib, reconstruction to photo; null without a face) and recon_face_found,
                              seconds, ..., and ``options``: the key of the options that made it
     encode.options.json      {"format": "aging.encode.options/1", "runs": {KEY: {"options": {...},
                              "argv": [...]}}}: one entry per set of options that encoded photos
@@ -420,6 +421,8 @@ class _BatchWriter:
         self.space = options.project.space
         self.batch = options.batch  # halved on CUDA out-of-memory
         self.totals: list[float] = []
+        self.distances: list[float] = []  # identity distances of the reconstructions that show a face
+        self.scorer = None  # aging.score.faces.FaceScorer, made on first use
         self.key = self.options_record = self.argv = None
         self.written_key = None
         self.t0 = time.perf_counter()
@@ -463,15 +466,32 @@ class _BatchWriter:
                 aio.save_npy(out / "z" / f"{age}.npy", lat[k])
         for k, age in enumerate(ages):
             aio.save_npy(out / "latents" / f"{age}.npy", ws[k])
+        identity = self._identity(paths, recon) if self.options.identity else [{}] * n
         lines = []
         for k, age in enumerate(ages):
             rec = dict(age_days=int(age), photo=paths[k].name,
                        losses={name: float(v[k]) for name, v in proj.losses.items()},
                        psnr=round(float(proj.info["psnr"][k]), 3),
-                       steps=int(proj.steps), seconds=round(proj.seconds / n, 4), batch=n,
-                       init=inits[k], space=self.space, rank=self.rank, options=self.key)
+                       steps=int(proj.info["photo_steps"][k]), seconds=round(proj.seconds / n, 4), batch=n,
+                       init=inits[k], space=self.space, rank=self.rank, options=self.key, **identity[k])
             lines.append(json.dumps(aio.to_jsonable(rec), allow_nan=False))  # an infinite PSNR (exact match): null
         aio.append_lines(out / LOG_NAME, lines)
+
+    def _identity(self, paths: list[Path], recon: np.ndarray) -> list[dict]:
+        """Per photo: whether its reconstruction shows a face and the dlib identity distance between
+        them (same person under 0.6; None when either shows no face), a quality PSNR does not see."""
+        from aging.score.faces import FaceScorer, distance
+
+        if self.scorer is None:
+            self.scorer = FaceScorer(ages=False)
+        out = []
+        for path, img in zip(paths, recon):
+            got = self.scorer.analyse(img)
+            d = distance(self.scorer.analyse(aio.read_image(path)).descriptor, got.descriptor)
+            out.append(dict(recon_face_found=got.found, identity_distance=None if d is None else round(d, 4)))
+            if d is not None:
+                self.distances.append(d)
+        return out
 
     def summary(self, *, skipped: int, share: list[int]) -> dict:
         """What :func:`encode_photos` returns."""
@@ -480,4 +500,5 @@ class _BatchWriter:
         return dict(encoded=encoded, skipped=skipped, seconds=seconds,
                     photos_per_s=encoded / max(seconds, 1e-9) if encoded else 0.0,
                     mean_total=float(np.mean(self.totals)) if encoded else None, batch=self.batch, share=share,
+                    mean_identity_distance=float(np.mean(self.distances)) if self.distances else None,
                     options=self.written_key)

@@ -25,7 +25,10 @@ Latent spaces (``space``):
 Learning rates of ``w`` / ``wplus`` are in units of the per-component standard deviation of
 ``w`` (measured on the mapping network), so one default fits generators of any scale; the
 ``z`` learning rate is in units of ``z`` (unit variance). The rate follows a linear warm-up and
-a cosine decay to zero (:func:`lr_factor`).
+a cosine decay to zero (:func:`lr_factor`). With ``patience``, each photo of a batch stops on its
+own once its objective has stopped improving (after a short cosine cool-down of its own rate), and
+the batch goes on with the photos still moving; Adam is our own (:class:`_Adam`), with a rate per
+photo.
 
 Everything here is a pure function of its arguments (no files, no global state); seeds come in
 as ``torch.Generator`` objects (a sequence's, from its seed and each batch's first key).
@@ -243,7 +246,7 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, opti
     w_std = w_stats(G)[1] if w_std is None else w_std
     latent = _start_latents(G, n, options, init, generator).requires_grad_(True)  # [N, *shape]
     objective = _Objective(G, loss, prepared, options, _check_anchor(G, n, anchor), w_std)
-    history = _optimise(latent, objective, options, w_std, generator, callback)
+    history, counts = _optimise(latent, objective, options, w_std, generator, callback)
     with torch.no_grad():
         final = latent.detach()
         per_photo, terms, ws, images = objective(final)
@@ -251,7 +254,7 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, opti
         if len(losses) > len(loss.names):
             losses["objective"] = per_photo.float()
         images = resize(images.float(), loss.resolution)  # [N, 3, r, r]
-        info = {"psnr": psnr(images, prepared.images).cpu()}
+        info = {"psnr": psnr(images, prepared.images).cpu(), "photo_steps": counts.cpu()}
     return Projection(latents=final.clone(), ws=ws.detach().float().contiguous(), losses=losses, images=images,
                       history=history, steps=options.steps, seconds=time.perf_counter() - t0, space=options.space,
                       info=info)
@@ -298,45 +301,141 @@ class _Objective:
         self.anchor, self.w_std = anchor, w_std
         self.fp16 = options.fp16 and G.w_avg.device.type == "cuda"
 
-    def __call__(self, latents: torch.Tensor):
+    def __call__(self, latents: torch.Tensor, index: torch.Tensor | None = None):
+        """``index``: which photos of the batch ``latents`` are (default: all, in order)."""
         o = self.options
+        prepared, anchor = self._photos(index)
         ws = to_ws(self.G, latents, o.space)  # [N, num_ws, w_dim]
         images = self.G.synthesis(ws, noise_mode=o.noise_mode, fp16=self.fp16)  # [N, 3, R, R]
-        terms = self.loss(images, self.prepared)
-        terms.update(_regularisers(ws, mean_reg=o.mean_reg, smooth=o.smooth, anchor=self.anchor, w_std=self.w_std))
+        terms = self.loss(images, prepared)
+        terms.update(_regularisers(ws, mean_reg=o.mean_reg, smooth=o.smooth, anchor=anchor, w_std=self.w_std))
         per_photo = sum(v for k, v in terms.items() if k not in self.loss.terms)  # total + regularisers
         return per_photo, terms, ws, images
 
+    def _photos(self, index: torch.Tensor | None):
+        """The prepared targets and anchors of photos ``index`` (kept while the same photos come)."""
+        if index is None:
+            return self.prepared, self.anchor
+        key = tuple(index.tolist())
+        if getattr(self, "_key", None) != key:
+            anchor = self.anchor
+            if anchor is not None and anchor.shape[0] > 1:
+                anchor = anchor.index_select(0, index)
+            self._key, self._subset = key, (self.prepared.select(index), anchor)
+        return self._subset
+
 
 def _optimise(latent: torch.Tensor, objective: _Objective, options: ProjectOptions, w_std: float,
-              generator: torch.Generator | None, callback) -> torch.Tensor:
-    """Adam on ``latent`` (in place) for ``options.steps`` updates; returns the per-photo objective
-    before each update, ``[steps, N]``."""
+              generator: torch.Generator | None, callback) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on ``latent`` (in place), each photo for at most ``options.steps`` updates; returns the
+    per-photo objective before each update ``[steps run, N]`` (a photo that stopped keeps its
+    last value) and the updates of each photo ``[N]``.
+
+    With ``options.patience``, a photo whose objective has not improved by a fraction ``tol`` in
+    ``patience`` updates has converged: its learning rate decays to zero over ``cooldown`` more
+    updates (cosine), then it stops, and the batch goes on without it (the synthesis runs on the
+    photos still moving only). Every photo's updates depend on its own objective alone."""
     o = options
-    base_lr = o.lr if o.space == "z" else o.lr * w_std
-    opt = torch.optim.Adam([latent], lr=base_lr, betas=o.betas)
-    scaler = torch.amp.GradScaler("cuda", enabled=True) if objective.fp16 else None
-    history = torch.zeros([o.steps, latent.shape[0]], device=latent.device)
-    for step in range(o.steps):
-        for group in opt.param_groups:
-            group["lr"] = base_lr * lr_factor(step, o.steps, warmup=o.warmup, decay=o.decay)
-        per_photo = objective(latent)[0]
-        history[step] = per_photo.detach()
-        opt.zero_grad(set_to_none=True)
-        # The photos' losses are summed: each latent gets the gradient of its own loss alone.
-        if scaler is not None:
-            scaler.scale(per_photo.sum()).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            per_photo.sum().backward()
-            opt.step()
+    n = latent.shape[0]
+    adam = _Adam(latent, o.lr if o.space == "z" else o.lr * w_std, o.betas, scaled=objective.fp16)
+    stop = _Stopping(n, o, latent.device)
+    history = torch.zeros([o.steps, n], device=latent.device)
+    last = torch.zeros(n, device=latent.device)
+    step = 0
+    while step < o.steps and stop.active.numel():
+        idx = stop.active
+        every = idx.numel() == n
+        x = (latent if every else latent.index_select(0, idx)).detach().requires_grad_(True)
+        per_photo = objective(x, None if every else idx)[0]
+        adam.step(latent, x, per_photo, idx, stop.factors(step) * lr_factor(step, o.steps, warmup=o.warmup,
+                                                                              decay=o.decay))
         if o.space == "z":
             with torch.no_grad():
-                stochastic_clip_(latent, o.clip, generator=generator)
+                z = latent[idx]
+                stochastic_clip_(z, o.clip, generator=generator)
+                latent[idx] = z
+        last[idx] = per_photo.detach().float()
+        history[step] = last
+        stop.update(step, per_photo.detach().float())
         if callback is not None:
             callback(step, per_photo.detach())
-    return history
+        step += 1
+    return history[:step], adam.count
+
+
+class _Stopping:
+    """Which photos of a batch still move, and their learning-rate factor (see :func:`_optimise`)."""
+
+    def __init__(self, n: int, options: ProjectOptions, device):
+        self.options = options
+        self.active = torch.arange(n, device=device)  # indices of the photos still moving
+        self.best = torch.full([n], math.inf, device=device)
+        self.since = torch.zeros(n, dtype=torch.long, device=device)  # updates since the last improvement
+        self.cooling = torch.full([n], -1, dtype=torch.long, device=device)  # update a photo converged at
+
+    def factors(self, step: int) -> torch.Tensor:
+        """Learning-rate factors ``[active]`` of the cool-down (1 before a photo converged)."""
+        c = self.cooling[self.active]
+        if self.options.cooldown == 0 or bool((c < 0).all()):
+            return torch.ones(len(c), device=c.device)
+        t = ((step - c).clamp_min(0) + 1).float() / (self.options.cooldown + 1)
+        return torch.where(c < 0, 1.0, 0.5 * (1 + torch.cos(math.pi * t)))
+
+    def update(self, step: int, per_photo: torch.Tensor) -> None:
+        """Note the objectives ``[active]`` before update ``step``; drop the photos that have stopped."""
+        o = self.options
+        if o.patience <= 0:
+            return
+        idx = self.active
+        better = per_photo < self.best[idx] * (1 - o.tol)
+        self.best[idx] = torch.where(better, per_photo, self.best[idx])
+        self.since[idx] = torch.where(better, 0, self.since[idx] + 1)
+        c = self.cooling[idx]
+        c = torch.where((c < 0) & (self.since[idx] >= o.patience), step, c)
+        self.cooling[idx] = c
+        done = (c >= 0) & (step - c >= o.cooldown)
+        if bool(done.any()):
+            self.active = idx[~done]
+
+
+class _Adam:
+    """Adam (as ``torch.optim.Adam``, eps 1e-8) with a learning rate per photo, updating only the
+    photos given; in half precision with a dynamic loss scale (a photo whose gradient is not
+    finite skips the update, and the scale halves, as ``torch.amp.GradScaler`` does)."""
+
+    def __init__(self, latent: torch.Tensor, lr: float, betas: tuple[float, float], *, scaled: bool):
+        self.lr, self.betas, self.eps = lr, betas, 1e-8
+        self.m = torch.zeros_like(latent)
+        self.v = torch.zeros_like(latent)
+        self.count = torch.zeros(latent.shape[0], dtype=torch.long, device=latent.device)  # updates per photo
+        self.scale, self.good = (2.0 ** 16 if scaled else 1.0), 0
+        self.scaled = scaled
+
+    def step(self, latent: torch.Tensor, x: torch.Tensor, per_photo: torch.Tensor, idx: torch.Tensor,
+             factor: torch.Tensor) -> None:
+        """One update of photos ``idx`` (their latents ``x`` gave ``per_photo``), at ``lr * factor``."""
+        (per_photo.sum() * self.scale).backward()  # each latent gets the gradient of its own loss alone
+        with torch.no_grad():
+            g = x.grad / self.scale
+            ok = torch.isfinite(g.flatten(1)).all(1) if self.scaled else None
+            if ok is not None and not bool(ok.all()):
+                self.scale, self.good = self.scale / 2, 0
+                idx, g, factor = idx[ok], g[ok], factor[ok]
+            elif self.scaled:
+                self.good += 1
+                if self.good == 2000:
+                    self.scale, self.good = self.scale * 2, 0
+            b1, b2 = self.betas
+            shape = (-1,) + (1,) * (g.ndim - 1)
+            m = self.m[idx].mul_(b1).add_(g, alpha=1 - b1)
+            v = self.v[idx].mul_(b2).addcmul_(g, g, value=1 - b2)
+            count = self.count[idx] + 1
+            c1 = 1 - b1 ** count.double()
+            c2 = 1 - b2 ** count.double()
+            denom = (v.sqrt() / c2.sqrt().float().view(shape)).add_(self.eps)
+            size = (self.lr * factor.double() / c1).float().view(shape)
+            latent[idx] = latent[idx] - size * m / denom
+            self.m[idx], self.v[idx], self.count[idx] = m, v, count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,10 +454,12 @@ def _lower_loss(a: Projection, b: Projection) -> Projection:
     losses = {}
     for name in a.losses:
         losses[name] = pick(a.losses[name], b.losses[name])
-    info = {**a.info, "psnr": pick(a.info["psnr"], b.info["psnr"]),
-            "init": [b.info["init"] if t else a.info["init"] for t in take_b.tolist()]}
+    info = {**a.info, "psnr": pick(a.info["psnr"], b.info["psnr"]), "photo_steps": a.info["photo_steps"]
+            + b.info["photo_steps"], "init": [b.info["init"] if t else a.info["init"] for t in take_b.tolist()]}
+    rows = max(len(a.history), len(b.history))  # a photo that stopped keeps its last value
+    ha, hb = (torch.cat([h, h[-1:].expand(rows - len(h), -1)]) for h in (a.history, b.history))
     return Projection(latents=pick(a.latents, b.latents), ws=pick(a.ws, b.ws), losses=losses,
-                      images=pick(a.images, b.images), history=pick(a.history.T, b.history.T).T, steps=a.steps,
+                      images=pick(a.images, b.images), history=pick(ha.T, hb.T).T, steps=a.steps,
                       seconds=a.seconds + b.seconds, space=a.space, info=info)
 
 
@@ -401,11 +502,22 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, options: Sequence
         every head from :func:`mean_latents` with ``project.steps`` updates at ``project.lr``
         (init ``mean``), all in one batch: each chain starts as well as an independent encoding of
         its first photo, at the price of a jump where two chains meet (two independent solutions).
-    ``heads="best"`` (default)
+    ``heads="best"``
         as ``root``, but every head after the first is also projected from the mean (same
         objective and steps) and keeps whichever ends with the lower objective: never worse than
         an independent encoding, and a jump as large as ``mean``'s only where the root's basin
         is worse (twice the heads' cost).
+    ``heads="nearest"``
+        the first head from the mean; then, level by level, each head from the nearest head
+        already done (:func:`~aging.encode.chains.head_sources`; init ``near``), with
+        ``project.steps`` updates at ``lr_after_first``: a head starts a chain's length (not up
+        to the whole sequence) from a solution, so it needs fewer steps and the chains meet with
+        smaller jumps (``log2(chains)`` batches of heads instead of one or two).
+
+    A warm start goes on from its predecessor by ``extrapolate`` times the chain's last step
+    (the time-lapse moves on in the same direction). With ``project.patience`` every photo stops
+    on its own once its objective has stopped improving (see :func:`project`); its steps are
+    ``info["photo_steps"]``.
 
     With ``init="mean"`` every photo starts from the mean, in batches of consecutive photos.
     ``project.smooth`` pulls every photo toward its predecessor in its chain (see :func:`project`);
@@ -441,19 +553,24 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, options: Sequence
 def _complete_plan(plan: ChainPlan, n: int, options: SequenceOptions) -> ChainPlan:
     """``plan`` with every field given and checked (``init="mean"``: one chain per photo, no starts)."""
     chains = [list(c) for c in plan.chains if len(c)]
-    starts, offsets = plan.starts, plan.offsets
+    starts, offsets, befores = plan.starts, plan.offsets, plan.befores
     if options.init == "mean":  # every photo on its own, in batches of consecutive photos
-        chains, starts, offsets = [[i] for c in chains for i in c], None, None
+        chains, starts, offsets, befores = [[i] for c in chains for i in c], None, None, None
     starts = [None] * len(chains) if starts is None else list(starts)
+    befores = [None] * len(chains) if befores is None else list(befores)
     offsets = [0] * len(chains) if offsets is None else [int(o) for o in offsets]
     keys = list(range(n)) if plan.keys is None else [int(k) for k in plan.keys]
     if len(keys) != n:
         raise ValueError(f"{len(keys)} keys for {n} targets")
-    if len(starts) != len(chains):
-        raise ValueError(f"{len(starts)} starts for {len(chains)} chains")
+    if len(starts) != len(chains) or len(befores) != len(chains):
+        raise ValueError(f"{len(starts)} starts and {len(befores)} befores for {len(chains)} chains")
     if len(offsets) != len(chains) or min(offsets, default=0) < 0:
         raise ValueError(f"need one non-negative offset per chain, got {offsets}")
-    return ChainPlan(chains, starts, offsets, plan.root, keys)
+    levels = [-1] * len(chains) if plan.levels is None or options.init == "mean" else [int(v) for v in plan.levels]
+    sources = [None] * len(chains) if plan.sources is None or options.init == "mean" else list(plan.sources)
+    if len(levels) != len(chains) or len(sources) != len(chains):
+        raise ValueError(f"{len(levels)} levels and {len(sources)} sources for {len(chains)} chains")
+    return ChainPlan(chains, starts, offsets, plan.root, keys, befores, sources, levels, dict(plan.finished or {}))
 
 
 class _SequenceRun:
@@ -469,6 +586,8 @@ class _SequenceRun:
         space = options.project.space
         self.root = None if plan.root is None else plan.root.detach().float().to(device)
         self.latents = [None if s is None else s.detach().float().to(device) for s in plan.starts]
+        self.befores = [None if s is None else s.detach().float().to(device) for s in plan.befores]
+        self.finished = {i: s.detach().float().to(device) for i, s in plan.finished.items()}  # heads="nearest"
         self.ws: list[torch.Tensor | None] = [None] * len(plan.chains)  # [num_ws, w_dim] per chain
         if options.project.smooth > 0:
             with torch.no_grad():
@@ -481,7 +600,12 @@ class _SequenceRun:
             members = [c for c in range(len(chains)) if offsets[c] <= t < offsets[c] + len(chains[c])]
             cold = [c for c in members if self.latents[c] is None]
             warm = [c for c in members if self.latents[c] is not None]
-            if cold and o.init == "previous" and o.heads != "mean":
+            near = [c for c in cold if self.plan.levels[c] >= 0]
+            for level in sorted({self.plan.levels[c] for c in near}):  # heads="nearest", level by level
+                group = [c for c in near if self.plan.levels[c] == level]
+                yield from self._project(group, t, "mean" if self.plan.sources[group[0]] is None else "near")
+            cold = [c for c in cold if c not in near]
+            if cold and o.init == "previous" and o.heads not in ("mean", "nearest"):
                 if self.root is None and len(cold) > 1:  # the first head alone, the root of the others
                     yield from self._project(cold[:1], t, "mean")
                     self.root = self.latents[cold[0]]
@@ -496,6 +620,7 @@ class _SequenceRun:
         """Project photo ``t`` of the chains in ``group``, ``self.batch`` chains at a time; ``kind``:
         mean, head (from the root), best (both, the lower loss kept) or previous."""
         k = 0
+        o_near = self.options.heads == "nearest" and kind in ("mean", "near")
         while k < len(group):
             part = group[k:k + self.batch]
             idx = [self.plan.chains[c][t - self.plan.offsets[c]] for c in part]
@@ -513,6 +638,9 @@ class _SequenceRun:
             proj.info.update(batch=len(idx))
             yield idx, proj
             for m, c in enumerate(part):
+                if o_near:
+                    self.finished[idx[m]] = proj.latents[m]
+                self.befores[c] = self.latents[c] if kind == "previous" else None
                 self.latents[c] = proj.latents[m]
                 self.ws[c] = proj.ws[m]
             k += len(part)
@@ -530,23 +658,35 @@ class _SequenceRun:
         o = self.options
         if kind == "head":
             init = self.root.unsqueeze(0).repeat(len(part), *[1] * self.root.ndim)
+        elif kind == "near":
+            init = torch.stack([self.finished[self.plan.sources[c]] for c in part])
         elif kind == "previous":
-            init = torch.stack([self.latents[c] for c in part])
+            init = torch.stack([self._warm_start(c) for c in part])
         else:
             init = None
         options = o.after_first if kind == "previous" else o.project
-        if kind == "head":  # from the root: the full steps, at the warm-start learning rate
-            options = replace(o.project, lr=o.lr_after_first)
+        if kind in ("head", "near"):  # from a finished photo: the full steps, at the warm-start learning rate
+            steps = o.steps_near if kind == "near" and o.steps_near is not None else o.project.steps
+            options = replace(o.project, lr=o.lr_after_first, steps=steps)
         proj = project(self.G, self.targets[idx], loss=self.loss, options=options, init=init,
                        anchor=self._anchor(part, anchor_kind or kind), w_std=self.w_std,
                        generator=batch_generator(o.seed, self.plan.keys[idx[0]]), callback=self.callback)
         proj.info.update(init=kind)
         return proj
 
+    def _warm_start(self, c: int) -> torch.Tensor:
+        """Chain ``c``'s next start: its last latent, gone on by ``extrapolate`` times its last step."""
+        last, before, e = self.latents[c], self.befores[c], self.options.extrapolate
+        return last if e == 0 or before is None else last + e * (last - before)
+
     def _anchor(self, part: list[int], kind: str) -> torch.Tensor | None:
         """W+ latents the smoothness term pulls toward: the predecessors', or the root's for a head."""
         if self.options.project.smooth <= 0 or kind == "mean":
             return None
+        if kind == "near":
+            with torch.no_grad():
+                starts = torch.stack([self.finished[self.plan.sources[c]] for c in part])
+                return to_ws(self.G, starts, self.options.project.space)
         if kind == "head":
             with torch.no_grad():
                 return to_ws(self.G, self.root.unsqueeze(0), self.options.project.space).expand(len(part), -1, -1)
