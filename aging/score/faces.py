@@ -58,13 +58,21 @@ def face_detector():
 
 
 @functools.lru_cache(maxsize=1)
+def landmark_predictor():
+    """dlib's 68-point shape predictor, loaded once per process (fetch's alignment shares it)."""
+    import dlib
+
+    face_detector()  # dlib missing: one line
+    return dlib.shape_predictor(str(model_file(LANDMARK_MODEL)))
+
+
+@functools.lru_cache(maxsize=1)
 def dlib_models():
     """``(detector, landmarks, recogniser)``: dlib's HOG detector, 68-point shape predictor and
     face recognition model, loaded once (about a second)."""
     import dlib
 
-    detector = face_detector()
-    return (detector, dlib.shape_predictor(str(model_file(LANDMARK_MODEL))),
+    return (face_detector(), landmark_predictor(),
             dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR_MODEL))))
 
 
