@@ -58,7 +58,7 @@ bench-fetch: $(STAMP) ## Benchmark of aging fetch (600-photo 720p video built fr
 	$(BIN)/python benchmarks/bench_fetch.py --json benchmarks/results/fetch.json
 
 bench-encode: $(STAMP) ## Benchmark of aging encode: study setting (every photo; cached) vs defaults (CPU: 64 px tiny generator)
-	$(BIN)/python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 \
+	$(BIN)/python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 --threads 1 \
 		--study-cache benchmarks/results/encode_cpu64_study.json --json benchmarks/results/encode_cpu64.json
 
 bench-figures: $(STAMP) ## Benchmark of aging figures: synthetic default and one subject of 186 photos

@@ -20,15 +20,18 @@ Settings:
               and a later run (or one that was interrupted) encodes only the photos missing.
               ``--study-batch K`` encodes K photos at a time (Adam's updates are per element, so
               each photo still follows its own optimisation, up to float rounding).
-``defaults``  the toolkit's defaults (:class:`~aging.encode.options.SequenceOptions`), with the
+``defaults``  the toolkit's defaults (:class:`~aging.encode.options.SequenceOptions`: keys every 8
+              photos tracked with L-BFGS, the photos between them from the keys' interpolation), with the
               command line's changes (``--batch``, ``--heads``, ..., or any option field with
               ``--set name=value``, for ablations); mixed precision on CUDA (``--no-amp``: off).
 
 Reported: photos/s, seconds per photo, ms per (batch) step, peak memory (CUDA:
-``max_memory_allocated``; CPU: the process's peak resident set, which only grows), Adam steps
-per photo (the work, whatever the device), the final loss of every photo as a ratio to the
+``max_memory_allocated``; CPU: the process's peak resident set, which only grows), optimiser
+steps per photo (Adam updates and L-BFGS loss evaluations, each one forward and backward pass of
+the generator and the loss: the work, whatever the device), the final loss of every photo as a ratio to the
 study setting's (mean of the losses, median and max of the per-photo ratios, photos over 1.10x),
-and the RMS photo-to-photo W+ step of the defaults within chains and where two chains meet.
+and the RMS photo-to-photo W+ step of the defaults within chains, where two chains meet (none when
+every photo descends from the first one, as with keys) and the largest single step.
 
 Examples::
 
@@ -60,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from aging import io as aio  # noqa: E402
 from aging.devices import resolve_device  # noqa: E402
 from aging.encode.losses import ImageLoss, working_resolution  # noqa: E402
-from aging.encode.options import HEADS, ProjectOptions, SequenceOptions, from_values, recorded  # noqa: E402
+from aging.encode.options import HEADS, INITS, ProjectOptions, SequenceOptions, from_values, recorded  # noqa: E402
 from aging.encode.projector import project, project_sequence, w_stats  # noqa: E402
 from aging.encode.vgg import VGG16Features  # noqa: E402
 from aging.stylegan.checkpoints import state_digest  # noqa: E402
@@ -68,6 +71,7 @@ from aging.stylegan.networks import Generator  # noqa: E402
 from common import peak_memory, reset_peak, sync, write_json  # noqa: E402
 
 SEQUENCE = SequenceOptions()  # the toolkit's defaults
+WARM = ("previous", "key", "fill")  # a photo started from photos of its own sequence, not from the mean or a root
 
 PRESETS = {
     "ffhq": dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512, num_fp16_res=4,
@@ -94,6 +98,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps-after-first", type=int, default=SEQUENCE.steps_after_first,
                    help="Toolkit: steps of warm-started batches.")
     p.add_argument("--batch", type=int, default=SEQUENCE.batch, help="Toolkit batch size.")
+    p.add_argument("--init", choices=INITS, default=SEQUENCE.init,
+                   help="Toolkit: interpolate (keys tracked, photos between from their interpolation), previous "
+                        "(chains) or mean.")
     p.add_argument("--heads", choices=HEADS, default=SEQUENCE.heads,
                    help="Toolkit: where the chains' first photos start.")
     p.add_argument("--chain-length", type=int, default=SEQUENCE.chain_length,
@@ -143,7 +150,7 @@ def time_lapse(G, n: int, w_std: float, *, motion: float, seed: int) -> torch.Te
 
 def study_options(args) -> ProjectOptions:
     """The study's setting: ``--study-steps`` per photo from the mean, float32, no early stop."""
-    return ProjectOptions(steps=args.study_steps, patience=0)
+    return ProjectOptions(steps=args.study_steps, patience=0, keep_best=False)
 
 
 def overrides(pairs: list[str]) -> dict:
@@ -155,7 +162,10 @@ def overrides(pairs: list[str]) -> dict:
         if name not in defaults or name == "project":
             raise SystemExit(f"--set {pair}: not an option field")
         default = defaults[name]
-        out[name] = None if text == "None" else type(default)(text) if default is not None else int(text)
+        if isinstance(default, bool):
+            out[name] = {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+        else:
+            out[name] = None if text == "None" else type(default)(text) if default is not None else int(text)
     return out
 
 
@@ -163,7 +173,7 @@ def defaults_options(args, amp: bool) -> SequenceOptions:
     """The toolkit's defaults, with the command line's changes."""
     values = {**asdict(SEQUENCE.project), **{f.name: getattr(SEQUENCE, f.name) for f in fields(SEQUENCE)}}
     values.pop("project")
-    values.update(steps=args.steps, smooth=args.smooth, fp16=amp, batch=args.batch, init="previous", heads=args.heads,
+    values.update(steps=args.steps, smooth=args.smooth, fp16=amp, batch=args.batch, init=args.init, heads=args.heads,
                   chain_length=args.chain_length, min_chain=args.min_chain, steps_after_first=args.steps_after_first,
                   lr_after_first=args.lr_after_first, seed=args.seed)
     values.update(overrides(args.overrides))
@@ -228,7 +238,7 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
     t0 = time.perf_counter()
     for idx, proj in project_sequence(G, targets, loss=loss, options=options, w_std=w_std):
         losses.update(zip(idx, (float(v) for v in proj.losses["total"].cpu())))
-        if proj.info["init"] != "previous":  # how each chain's first photo ended up started
+        if proj.info["init"] not in WARM:  # how each chain's first photo ended up started
             init = proj.info["init"]
             head_init.update(zip(idx, init if isinstance(init, list) else [init] * len(idx)))
         ws[idx] = proj.ws.cpu()
@@ -247,7 +257,8 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
                 amp=amp, peak_memory_bytes=peak_memory(device), losses=dict(sorted(losses.items())),
                 photo_steps=dict(sorted(steps_of.items())),
                 step_rms=step_rms(ws, w_std), step_rms_within_chains=step_rms(ws, w_std, inner),
-                step_rms_where_chains_meet=step_rms(ws, w_std, heads[1:]))
+                step_rms_where_chains_meet=step_rms(ws, w_std, heads[1:]) if len(heads) > 1 else None,
+                step_rms_largest=max(step_rms(ws, w_std, [i]) for i in range(1, n)) if n > 1 else float("nan"))
 
 
 def compare(study: dict, defaults: dict) -> dict:
@@ -278,7 +289,7 @@ def report(args, study: dict, defaults: dict, cmp: dict) -> None:
         mem = r["peak_memory_bytes"]
         print(f"{name:9s} photos/s {r['photos_per_s']:.4g}  s/photo {r['s_per_photo']:.4g}  ms/step "
               f"{r['ms_per_step']:.4g} (batch {r['batch']})  peak memory "
-              f"{'-' if mem is None else f'{mem / 2**20:.0f} MiB'}  Adam steps per photo "
+              f"{'-' if mem is None else f'{mem / 2**20:.0f} MiB'}  steps per photo "
               f"{r['photo_steps_per_photo']:.1f}  mean final loss {np.mean(list(r['losses'].values())):.4g} "
               f"over {len(r['losses'])} photos")
 
@@ -286,12 +297,16 @@ def report(args, study: dict, defaults: dict, cmp: dict) -> None:
     line("defaults", defaults)
     print(f"study setting timed on {study['timed_photos']} photos (batch 1 where cached so); "
           f"encoded now: {study['encoded_now']}")
+    meet = defaults["step_rms_where_chains_meet"]
     print(f"defaults: RMS photo-to-photo W+ step {defaults['step_rms']:.4g} w-stds: within chains "
-          f"{defaults['step_rms_within_chains']:.4g}, where chains meet {defaults['step_rms_where_chains_meet']:.4g} "
-          f"(true motion per photo {args.motion / max(args.photos - 1, 1):.4g}); chains' first photos started from: "
+          f"{defaults['step_rms_within_chains']:.4g}, where chains meet "
+          f"{'- (one chain: every photo descends from the first)' if meet is None else f'{meet:.4g}'}, largest "
+          f"{defaults['step_rms_largest']:.4g} (true motion per photo {args.motion / max(args.photos - 1, 1):.4g}); "
+          "chains' first photos started from: "
           + ", ".join(f"{k} {v}" for k, v in sorted(Counter(defaults['head_init'].values()).items())))
     ratio = study["photo_steps_per_photo"] / defaults["photo_steps_per_photo"]
-    print(f"Adam steps per photo (the work, whatever the device): study {study['photo_steps_per_photo']:.0f}, "
+    print(f"optimiser steps per photo (Adam updates and L-BFGS loss evaluations, each one forward and backward pass: "
+          f"the work, whatever the device): study {study['photo_steps_per_photo']:.0f}, "
           f"defaults {defaults['photo_steps_per_photo']:.1f} ({ratio:.1f}x fewer); speed-up (photos/s) "
           f"{defaults['photos_per_s'] / study['photos_per_s']:.1f}x")
     print(f"final loss on the {len(cmp['photos'])} photos both encoded: study {cmp['mean_loss_study']:.4g}, defaults "

@@ -214,7 +214,11 @@ CASES = [
     # a batch whose loss is not finite: stopped before its latents are written
     Case("loss-not-finite", command(*encode("--lr", "1e30", "-o", "fresh")), ("7000.png", "not finite")),
     Case("loss-not-finite-warm-start", then(photo("7040.png", good_copy),
-                                            command(*encode("--lr", "1e30", "--lr-after-first", "1e30"))),
+                                            command(*encode("--lr", "1e30", "--lr-after-first", "1e30", "--init",
+                                                            "previous"))),
+         ("7040.png", "not finite")),
+    Case("loss-not-finite-key", then(photo("7040.png", good_copy),
+                                     command(*encode("--key-optimizer", "adam", "--lr-after-first", "1e30"))),
          ("7040.png", "not finite")),
     # a damaged options record is not overwritten
     Case("options-record-not-json", then(photo("7040.png", good_copy), write("photos/encode.options.json", b"[1, 2")),

@@ -31,7 +31,9 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 
 
 def sequence(steps=PROJECT.steps, smooth=0.0, **kw):
-    """SequenceOptions with the projection's ``steps`` and ``smooth`` and the others of ``kw``."""
+    """SequenceOptions with the projection's ``steps`` and ``smooth`` and the others of ``kw``
+    (chains, ``init="previous"``, unless ``kw`` says otherwise; keys and fills: test_encode_keys.py)."""
+    kw.setdefault("init", "previous")
     return replace(SEQUENCE, project=replace(PROJECT, steps=steps, smooth=smooth), **kw)
 
 
@@ -211,14 +213,16 @@ def test_heads_start_from_the_nearest_finished_head():
     for (lv, src), head in zip(found[1:], range(10, 160, 10)):
         assert levels[src // 10] < lv and abs(head - src) <= 80
     assert sum(abs(h - s) for (_, s), h in zip(found[1:], range(10, 160, 10))) < 0.3 * sum(range(10, 160, 10))
-    plan = ch.plan_sequence(8, replace(SEQUENCE, batch=3, min_chain=1, heads="nearest"))
+    plan = ch.plan_sequence(8, replace(SEQUENCE, init="previous", batch=3, min_chain=1, heads="nearest"))
     assert plan.chains == [[0, 1, 2], [3, 4, 5], [6, 7]] and plan.sources == [None, 0, 3] and plan.levels == [0, 1, 2]
     # resumed with photos 0..3 finished: chain 2's head starts from photo 3, loaded from disk
-    resumed = ch.plan_resume([True] * 4 + [False] * 4, replace(SEQUENCE, batch=3, min_chain=1, heads="nearest",
+    resumed = ch.plan_resume([True] * 4 + [False] * 4, replace(SEQUENCE, init="previous", batch=3, min_chain=1,
+                                                                heads="nearest",
                                                                 extrapolate=1.0), lambda i: f"latent {i}")
     assert resumed.chains == [[4, 5], [6, 7]] and resumed.starts == ["latent 3", None]
     assert resumed.befores == [None, None] and resumed.levels == [-1, 2] and resumed.finished == {3: "latent 3"}
-    resumed = ch.plan_resume([True] * 5 + [False] * 3, replace(SEQUENCE, batch=3, min_chain=1, extrapolate=1.0),
+    resumed = ch.plan_resume([True] * 5 + [False] * 3, replace(SEQUENCE, init="previous", batch=3, min_chain=1,
+                                                                extrapolate=1.0),
                              lambda i: f"latent {i}")
     assert resumed.starts[0] == "latent 4" and resumed.befores[0] == "latent 3"  # extrapolated from 3 and 4
 
@@ -472,7 +476,7 @@ def invoke(*args, env=None):
 def test_cli_encodes_then_has_nothing_to_do(G, w_std, gen_path, tmp_path):
     ages = write_photos(G, tmp_path / "anna" / "aligned", 4, w_std)
     args = [tmp_path / "anna", "-g", gen_path, "--loss", "mse", "--steps", "20", "--steps-after-first", "5",
-            "--batch", "2", "--min-chain", "1", "--device", "cpu", "-q"]
+            "--batch", "2", "--min-chain", "1", "--init", "previous", "--device", "cpu", "-q"]
     r = invoke(*args)
     assert r.exit_code == 0, r.output
     assert "encoded 4 photos" in r.output
@@ -620,8 +624,10 @@ def test_cli_on_real_faces_and_a_real_pickle(tmp_path):
         assert lat.shape == (10, 64) and lat.dtype == np.float32 and np.isfinite(lat).all()
         assert Image.open(tmp_path / "out" / "recon" / f"{a}.png").size == (64, 64)
         assert log[a]["losses"]["mse"] < 0.1 and log[a]["psnr"] > 15  # a face, not noise
-        # the tiny generator's 64 px reconstruction is not a face to dlib: logged as such, not guessed
-        assert log[a]["recon_face_found"] is False and log[a]["identity_distance"] is None
+        # the tiny generator's 64 px reconstruction is seldom a face to dlib: a distance only where it is one
+        found = log[a]["recon_face_found"]
+        assert found in (True, False) and (log[a]["identity_distance"] is None) == (not found)
+        assert found is False or 0 <= log[a]["identity_distance"] < 2
     r = invoke(tmp_path, "-g", FIXTURES / "stylegan2" / "tiny.pkl", "--loss", "mse", "--steps", "2", "--batch", "2",
                "--device", "cpu", "-q", "--no-identity", "-o", tmp_path / "plain")
     assert r.exit_code == 0, r.output

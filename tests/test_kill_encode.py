@@ -32,7 +32,7 @@ from tests.tiny import photo_generator, save_photos
 
 RES = 16
 ARGS = ["--loss", "mse", "--steps", "12", "--steps-after-first", "4", "--batch", "2", "--min-chain", "1",
-        "--device", "cpu", "-q"]
+        "--init", "previous", "--device", "cpu", "-q"]
 OWN = {pl.LOG_NAME, pl.OPTIONS_NAME, pl.CHART_NAME}  # files compared by content, not by bytes
 
 
@@ -78,7 +78,13 @@ def files(*ages, z=False, log=True):
     return out
 
 
-# Per space, the successive runs: (kill point, the visible files it leaves, whether it finds photos
+# --init interpolate (the default): keys 7000 and 7050, then the photos between them two at a time::
+#
+#     encode.options.json, recon/7000.png, latents/7000.npy, recon/7050.png, latents/7050.npy,
+#     recon/7010.png, recon/7020.png, latents/7010.npy, latents/7020.npy, recon/7030.png, ...
+KEY_ARGS = [a for a in ARGS if a not in ("--init", "previous")] + ["--steps-key", "10", "--steps-fill", "4"]
+
+# Per space (or init), the successive runs: (kill point, the visible files it leaves, whether it finds photos
 # an interrupted run left without their log line); the last run (None) finishes.
 SEQUENCES = {
     "wplus": [
@@ -93,20 +99,27 @@ SEQUENCES = {
         ("6", files(7000, z=True) | {"recon/7030.png", "z/7030.npy"}, False),  # z/7030 written, its latent not
         (None, files(7000, 7010, 7020, 7030, 7040, 7050, z=True), False),
     ],
+    "interpolate": [
+        ("3", files(7000, log=False), False),  # the first key's latent written, its log line not
+        ("4-", files(7000) | {"recon/7050.png"}, True),  # 7000 redone; then the last key's latent in flight
+        ("3", files(7000, 7050) | {"recon/7010.png"}, False),  # 7050 redone (no latent); a fill's recon written
+        (None, files(7000, 7010, 7020, 7030, 7040, 7050), False),
+    ],
 }
 
 
 @pytest.mark.parametrize("space", list(SEQUENCES))
 def test_killed_again_and_again_then_finished_equals_an_uninterrupted_run(setup, space):
     root, G, ages = setup
-    ref, out = root / f"ref-{space}", root / f"out-{space}"
-    proc = run_aging(["encode", "photos", "-g", "gen", "-o", ref.name, "--space", space, *ARGS], cwd=root)
+    name, (space, extra) = space, ("wplus", KEY_ARGS) if space == "interpolate" else (space, ARGS)
+    ref, out = root / f"ref-{name}", root / f"out-{name}"
+    proc = run_aging(["encode", "photos", "-g", "gen", "-o", ref.name, "--space", space, *extra], cwd=root)
     assert proc.returncode == 0, proc.stderr  # the uninterrupted run
-    args = ["encode", "photos", "-g", "gen", "-o", out.name, "--space", space, *ARGS]
+    args = ["encode", "photos", "-g", "gen", "-o", out.name, "--space", space, *extra]
     skip = lambda rel: rel in OWN  # noqa: E731
     ref_files = contents(ref, skip)
     done_before: list[int] = []
-    for kill_at, expect, orphans in SEQUENCES[space]:
+    for kill_at, expect, orphans in SEQUENCES[name]:
         proc = run_aging(args, cwd=root, kill_at=kill_at)
         assert proc.returncode == (0 if kill_at is None else -9), proc.stderr  # -9: SIGKILL at that write
         # photos whose latent a killed run wrote without their log line are said to be redone

@@ -13,7 +13,7 @@ import click
 
 from aging.cli.common import FiniteFloat, user_error
 from aging.devices import DEVICE_HELP
-from aging.encode.options import HEADS, INITS, SPACES, ProjectOptions, SequenceOptions
+from aging.encode.options import HEADS, INITS, OPTIMIZERS, SPACES, ProjectOptions, SequenceOptions
 
 PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 
@@ -35,7 +35,26 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 @click.option("--space", type=click.Choice(SPACES), default=PROJECT.space, show_default=True,
               help="wplus: one w per layer; w: one w; z: mapping input with stochastic clipping.")
 @click.option("--init", type=click.Choice(INITS), default=SEQUENCE.init, show_default=True,
-              help="mean: every photo from the average w; previous: each photo from the previous photo's latent.")
+              help="interpolate: keys (--key-every), each from the one before (the first from the average w), then "
+                   "the photos between them from their interpolation; previous: --batch chains, each photo from "
+                   "its predecessor's latent; mean: every photo from the average w.")
+@click.option("--key-every", type=click.IntRange(min=1), default=SEQUENCE.key_every, show_default=True, metavar="N",
+              help="--init interpolate: every N-th photo (and the last) is a key.")
+@click.option("--steps-key", type=click.IntRange(min=1), default=SEQUENCE.steps_key, show_default=True, metavar="N",
+              help="--init interpolate: steps of a key started from the key before it (--key-optimizer adam: at "
+                   "--lr-after-first).")
+@click.option("--steps-fill", type=click.IntRange(min=1), default=SEQUENCE.steps_fill, show_default=True,
+              metavar="N", help="--init interpolate: steps of a photo between two keys.")
+@click.option("--lr-fill", type=FiniteFloat(min=0, min_open=True), default=SEQUENCE.lr_fill, show_default=True,
+              help="--init interpolate: peak learning rate of a photo between two keys.")
+@click.option("--key-optimizer", type=click.Choice(OPTIMIZERS), default=SEQUENCE.key_optimizer, show_default=True,
+              help="--init interpolate: how a key is optimised: L-BFGS (--steps-key: its loss evaluations; photo by "
+                   "photo, float32) or Adam (space z: always Adam).")
+@click.option("--smooth-key", type=FiniteFloat(min=0), default=SEQUENCE.smooth_key, show_default=True,
+              metavar="WEIGHT", help="--init interpolate: temporal smoothness of a key, toward the key before it "
+                                     "(as --smooth).")
+@click.option("--keep-best/--last", "keep_best", default=PROJECT.keep_best, show_default=True,
+              help="Each photo ends at the latent of the lowest loss seen (its start included), or at the last.")
 @click.option("--heads", type=click.Choice(HEADS), default=SEQUENCE.heads, show_default=True,
               help="--init previous, the chains' first photos: each from the nearest chain's first photo already "
                    "encoded (nearest: level by level, small jumps where chains meet), from the first photo's latent "
@@ -44,8 +63,8 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 @click.option("--steps-near", type=click.IntRange(min=1), default=SEQUENCE.steps_near, show_default=True,
               metavar="N", help="--heads nearest: steps of a chain's first photo started from the nearest one done.")
 @click.option("--extrapolate", type=FiniteFloat(min=0), default=SEQUENCE.extrapolate, show_default=True,
-              metavar="F", help="--init previous: a photo starts from its predecessor's latent plus F times the "
-                                "chain's last step (0: the predecessor's latent).")
+              metavar="F", help="A warm start (--init previous: a photo; interpolate: a key) goes on from its "
+                                "predecessor by F times the last step (0: the predecessor's latent).")
 @click.option("--patience", type=click.IntRange(min=0), default=PROJECT.patience, show_default=True, metavar="N",
               help="A photo has converged when its loss has not improved by --tol in N steps; its learning rate "
                    "then decays over --cooldown steps and it stops (0: every photo runs all its steps).")
@@ -98,7 +117,8 @@ def encode(data, **values):
     Examples:
       aging encode data/anna -g stylegan2-ffhq-1024
       aging encode data/anna -g G.pkl --vgg-weights vgg16-397923af.pth --fp16 --smooth 0.01
-      aging encode my_photos/ -g G.pkl --loss mse --init mean --batch 1 -o runs/study_encode
+      aging encode my_photos/ -g G.pkl --loss mse --init mean --batch 1 --last -o runs/study_encode
+      aging encode data/anna -g G.pkl --key-every 4 --steps-fill 60    # more keys, longer fills
       torchrun --nproc-per-node 4 -m aging encode data/anna -g G.pkl --fp16    # 4 GPUs, one share each
     \f
     ``values``: the options by name; those of ProjectOptions and SequenceOptions make the run's

@@ -1,10 +1,13 @@
-"""Chains: which photos of an age-ordered sequence are projected together, and from where.
+"""Plans: which photos of an age-ordered sequence are projected together, and from where.
 
-:func:`plan_chains` cuts photos ``0..n-1`` into contiguous chains optimised side by side (round
-``t`` is the ``t``-th photo of every chain); :func:`plan_sequence` is the plan of a fresh run and
-:func:`plan_resume` that of a run continuing from finished photos, so that it repeats the batches
-of an uninterrupted run. Pure Python: no torch, no files (a resumed plan's start latents come from
-a function the caller gives).
+``init="interpolate"`` (:class:`KeyPlan`, :func:`key_photos`): every ``key_every``-th photo and the
+last are *keys*, tracked one from the other from the first (projected from the mean); the photos
+between two keys start from the keys' interpolation, in batches. ``init="previous"``
+(:class:`ChainPlan`): :func:`plan_chains` cuts photos ``0..n-1`` into contiguous chains optimised
+side by side (round ``t`` is the ``t``-th photo of every chain). :func:`plan_sequence` is the
+plan of a fresh run and :func:`plan_resume` that of a run continuing from finished photos, so that
+it repeats the batches of an uninterrupted run. Pure Python: no torch, no files (a resumed plan's
+start latents come from a function the caller gives).
 """
 
 from __future__ import annotations
@@ -40,6 +43,70 @@ class ChainPlan:
     sources: list[int | None] | None = None  # heads="nearest", per chain: the photo its head starts from
     levels: list[int] | None = None    # heads="nearest", per chain: when its head comes (0 first; -1 not a head)
     finished: dict | None = None       # heads="nearest": latents of finished photos that heads start from
+
+    @property
+    def photos(self) -> int:
+        """The number of photos to project."""
+        return sum(map(len, self.chains))
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    """What :func:`~aging.encode.projector.project_sequence` projects with ``init="interpolate"``.
+
+    ``keys``: every key of the sequence, in order (:func:`key_photos`); ``todo``: the keys to
+    project, in order, each from the key before it (the first key of the sequence from the mean);
+    ``fills``: batches of the photos between keys to project, each from the interpolation of the two
+    keys around it; ``latents``: the finished keys the run needs (index -> latent in the
+    projection's space); ``keys_of``: one integer per target, its time (ages; default the indices)
+    and the seed of a batch that it comes first in.
+    """
+
+    keys: list[int]
+    todo: list[int]
+    fills: list[list[int]]
+    latents: dict
+    keys_of: list[int] | None = None
+
+    @property
+    def photos(self) -> int:
+        """The number of photos to project."""
+        return len(self.todo) + sum(map(len, self.fills))
+
+
+def key_photos(first: int, n: int, every: int) -> list[int]:
+    """The keys of photos ``first .. first + n - 1``: every ``every``-th from the first, and the last.
+    ``key_photos(0, 20, 8) == [0, 8, 16, 19]``."""
+    if n <= 0:
+        return []
+    keys = list(range(first, first + n, every))
+    return keys if keys[-1] == first + n - 1 else keys + [first + n - 1]
+
+
+def plan_keys(done: Sequence[bool], options: SequenceOptions, load_start: Callable[[int], Any] | None = None, *,
+              first: int = 0, keys: Sequence[int] | None = None) -> KeyPlan:
+    """The :class:`KeyPlan` that finishes photos ``first .. first + len(done) - 1`` (``done``: which
+    are finished) as an uninterrupted run would have: the same key chain (a key to do starts from
+    the key before it, loaded with ``load_start`` when finished; with ``extrapolate``, the key before
+    that too) and the same batches of the photos between keys (``options.batch`` at a time, planned
+    over all of them), less the finished photos."""
+    n = len(done)
+    key_list = key_photos(first, n, options.key_every)
+    is_key = set(key_list)
+    todo = [k for k in key_list if not done[k - first]]
+    between = [i for i in range(first, first + n) if i not in is_key]
+    batches = [between[a:a + options.batch] for a in range(0, len(between), options.batch)]
+    fills = [b for b in ([i for i in batch if not done[i - first]] for batch in batches) if b]
+    need = set()
+    for k in todo:
+        pos = key_list.index(k)
+        need.update(key_list[max(0, pos - (2 if options.extrapolate > 0 else 1)):pos])
+    for batch in fills:
+        for i in batch:
+            pos = sum(1 for k in key_list if k < i)
+            need.update(key_list[pos - 1:pos + 1])
+    latents = {k: load_start(k) for k in sorted(need) if done[k - first]} if load_start else {}
+    return KeyPlan(key_list, todo, fills, latents, None if keys is None else list(keys))
 
 
 def plan_chains(n: int, batch: int, max_length: int | None = None, min_length: int = 1) -> list[list[int]]:
@@ -101,18 +168,21 @@ def _options_chains(n: int, options: SequenceOptions) -> list[list[int]]:
     return plan_chains(n, options.batch, options.chain_length, options.min_chain)
 
 
-def plan_sequence(n: int, options: SequenceOptions) -> ChainPlan:
+def plan_sequence(n: int, options: SequenceOptions) -> ChainPlan | KeyPlan:
     """The plan of a fresh run over ``n`` photos: with ``init="previous"``, :func:`plan_chains`
-    ``(n, batch, chain_length, min_chain)``; with ``init="mean"``, every photo on its own."""
+    ``(n, batch, chain_length, min_chain)``; with ``init="mean"``, every photo on its own; with
+    ``init="interpolate"``, the :class:`KeyPlan` of :func:`plan_keys`."""
     if options.init == "mean":
         return ChainPlan([[i] for i in range(n)])
+    if options.init == "interpolate":
+        return plan_keys([False] * n, options)
     chains = _options_chains(n, options)
     levels, sources = _nearest(chains, options)
     return ChainPlan(chains, sources=sources, levels=levels)
 
 
 def plan_resume(done: Sequence[bool], options: SequenceOptions, load_start: Callable[[int], Any], *,
-                first: int = 0, keys: Sequence[int] | None = None) -> ChainPlan:
+                first: int = 0, keys: Sequence[int] | None = None) -> ChainPlan | KeyPlan:
     """The plan that finishes photos ``first .. first + len(done) - 1`` (``done``: which are
     finished) as an uninterrupted run would have.
 
@@ -121,8 +191,11 @@ def plan_resume(done: Sequence[bool], options: SequenceOptions, load_start: Call
     ``init="previous"``, from the finished photo just before it (``load_start(index)``; None: from
     the root or the mean) at its position in the chain. The root (``heads`` root or best) is the
     first photo's latent when it is finished and a head still has to start from it; with
-    ``extrapolate``, a chain's photo two before its first (``befores``) is loaded too.
+    ``extrapolate``, a chain's photo two before its first (``befores``) is loaded too. With
+    ``init="interpolate"``: :func:`plan_keys`.
     """
+    if options.init == "interpolate":
+        return plan_keys(done, options, load_start, first=first, keys=keys)
     chains: list[list[int]] = []
     starts: list[Any] = []
     befores: list[Any] = []

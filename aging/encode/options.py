@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from aging.errors import AgingError
 
 SPACES = ("wplus", "w", "z")
-INITS = ("mean", "previous")
+INITS = ("mean", "previous", "interpolate")
 HEADS = ("best", "mean", "root", "nearest")
 NOISE_MODES = ("const", "random", "none")
+OPTIMIZERS = ("adam", "lbfgs")
 
 
 class EncodeError(AgingError, ValueError):
@@ -45,10 +46,16 @@ class ProjectOptions:
     patience: int = 0                 # a photo has converged when its objective has not improved by a fraction
     tol: float = 1e-3                 # tol in patience steps (0: no early stop, every photo runs all the steps)
     cooldown: int = 0                 # then its learning rate decays to zero (cosine) over this many steps, and it stops
+    keep_best: bool = True            # each photo ends at the latent with the lowest objective seen (its start included)
+    optimizer: str = "adam"           # adam; lbfgs: L-BFGS with a strong-Wolfe line search, photo by photo, float32
+                                      # (steps: its objective evaluations; lr, schedule and patience unused; not z)
 
     def __post_init__(self):
         _choose("space", self.space, SPACES)
         _choose("noise_mode", self.noise_mode, NOISE_MODES)
+        _choose("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer == "lbfgs" and self.space == "z":
+            raise EncodeError("optimizer lbfgs works in w and wplus, not z (its stochastic clipping needs adam)")
         _bound(self, steps=(1, False), lr=(0, True), warmup=(0, False), decay=(0, False), mean_reg=(0, False),
                smooth=(0, False), clip=(0, True), patience=(0, False), tol=(0, False), cooldown=(0, False))
         for name in ("patience", "cooldown"):
@@ -62,12 +69,20 @@ class ProjectOptions:
 
 @dataclass(frozen=True)
 class SequenceOptions:
-    """How an age-ordered sequence is projected: chains of consecutive photos optimised side by side,
-    each photo warm-started from its predecessor (see :func:`~aging.encode.projector.project_sequence`)."""
+    """How an age-ordered sequence is projected (see :func:`~aging.encode.projector.project_sequence`):
+    ``init="interpolate"``, key photos tracked one from the other and the photos between them started
+    from the keys' interpolation; ``"previous"``, chains of consecutive photos optimised side by side,
+    each photo warm-started from its predecessor; ``"mean"``, every photo on its own."""
 
     project: ProjectOptions = field(default_factory=ProjectOptions)  # photos started from the mean
     batch: int = 16                   # photos optimised together (halved on CUDA out-of-memory)
-    init: str = "previous"            # mean: every photo from the mean; previous: from its predecessor
+    init: str = "interpolate"         # mean: every photo from the mean; previous: from its predecessor; interpolate: keys
+    key_every: int = 8                # interpolate: every this many photos a key (and the last photo)
+    steps_key: int = 300              # interpolate: steps of a key started from the key before it (at lr_after_first)
+    steps_fill: int = 40              # interpolate: steps of a photo between two keys, from their interpolation
+    lr_fill: float = 0.01             # interpolate: their peak learning rate (they start closer than a key)
+    key_optimizer: str = "lbfgs"      # interpolate: how a key is optimised (space z: always adam)
+    smooth_key: float = 0.0005        # interpolate: a key's smoothness weight, toward the key before it
     heads: str = "best"               # where the chains' first photos start: best, nearest, mean or root
     steps_after_first: int | None = 100  # steps of a warm-started photo (None: project.steps)
     lr_after_first: float = 0.05      # a warm start is already close: a full-size first Adam step would undo it
@@ -83,8 +98,10 @@ class SequenceOptions:
             raise EncodeError(f"project must be ProjectOptions, got {type(self.project).__name__}")
         _choose("init", self.init, INITS)
         _choose("heads", self.heads, HEADS)
+        _choose("key_optimizer", self.key_optimizer, OPTIMIZERS)
         _bound(self, batch=(1, False), lr_after_first=(0, True), min_chain=(1, False), seed=(0, False),
-               extrapolate=(0, False))
+               extrapolate=(0, False), key_every=(1, False), steps_key=(1, False), steps_fill=(1, False),
+               lr_fill=(0, True), smooth_key=(0, False))
         for name in ("steps_after_first", "chain_length", "steps_near"):
             if getattr(self, name) is not None:
                 _bound(self, **{name: (1, False)})
@@ -94,6 +111,18 @@ class SequenceOptions:
         """The options of a warm-started photo: ``steps_after_first`` steps at ``lr_after_first``."""
         steps = self.project.steps if self.steps_after_first is None else self.steps_after_first
         return replace(self.project, steps=steps, lr=self.lr_after_first)
+
+    @property
+    def key(self) -> ProjectOptions:
+        """``init="interpolate"``: the options of a key started from the key before it."""
+        optimizer = "adam" if self.project.space == "z" else self.key_optimizer
+        return replace(self.project, steps=self.steps_key, lr=self.lr_after_first, optimizer=optimizer,
+                       smooth=self.smooth_key)
+
+    @property
+    def fill(self) -> ProjectOptions:
+        """``init="interpolate"``: the options of a photo started between two keys."""
+        return replace(self.project, steps=self.steps_fill, lr=self.lr_fill)
 
 
 def recorded(options: SequenceOptions) -> dict:

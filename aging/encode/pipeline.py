@@ -371,7 +371,7 @@ def _encode(G, photos: PhotoSet, *, loss, plan, writer: _BatchWriter, progress: 
     from aging.encode.projector import project_sequence, w_stats
 
     desc = f"encode {photos.out.name}" + (f" [rank {writer.rank}]" if writer.world > 1 else "")
-    bar = progress_bar(total=sum(map(len, plan.chains)), unit="photo", desc=desc, quiet=not progress)
+    bar = progress_bar(total=plan.photos, unit="photo", desc=desc, quiet=not progress)
     w_std = w_stats(G)[1]
     writer.t0 = time.perf_counter()
 

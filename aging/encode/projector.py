@@ -44,7 +44,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from aging.encode.chains import ChainPlan, plan_sequence
+from aging.encode.chains import ChainPlan, KeyPlan, plan_sequence
 from aging.encode.losses import ImageLoss, PreparedTargets, psnr, resize
 from aging.encode.options import SPACES, ProjectOptions, SequenceOptions
 
@@ -246,10 +246,16 @@ def project(G, targets: torch.Tensor | PreparedTargets, *, loss: ImageLoss, opti
     w_std = w_stats(G)[1] if w_std is None else w_std
     latent = _start_latents(G, n, options, init, generator).requires_grad_(True)  # [N, *shape]
     objective = _Objective(G, loss, prepared, options, _check_anchor(G, n, anchor), w_std)
-    history, counts = _optimise(latent, objective, options, w_std, generator, callback)
+    if options.optimizer == "lbfgs":
+        history, counts, best = _lbfgs(latent, objective, options, w_std, callback)
+    else:
+        history, counts, best = _optimise(latent, objective, options, w_std, generator, callback)
     with torch.no_grad():
         final = latent.detach()
         per_photo, terms, ws, images = objective(final)
+        if options.keep_best and bool((best.values < per_photo).any()):  # an earlier latent was better
+            final = torch.where((best.values < per_photo).view(-1, *[1] * (final.ndim - 1)), best.latents, final)
+            per_photo, terms, ws, images = objective(final)
         losses = {k: v.float() for k, v in terms.items()}
         if len(losses) > len(loss.names):
             losses["objective"] = per_photo.float()
@@ -325,11 +331,26 @@ class _Objective:
         return self._subset
 
 
+class _Best:
+    """Each photo's lowest objective seen so far ``values [N]`` and the latent that gave it."""
+
+    def __init__(self, latent: torch.Tensor):
+        self.latents = latent.detach().clone()
+        self.values = torch.full([latent.shape[0]], math.inf, device=latent.device)
+
+    def update(self, idx: torch.Tensor, x: torch.Tensor, per_photo: torch.Tensor) -> None:
+        """Photos ``idx`` at latents ``x`` had objectives ``per_photo``."""
+        better = per_photo < self.values[idx]
+        if bool(better.any()):
+            self.values[idx[better]] = per_photo[better]
+            self.latents[idx[better]] = x.detach()[better]
+
+
 def _optimise(latent: torch.Tensor, objective: _Objective, options: ProjectOptions, w_std: float,
-              generator: torch.Generator | None, callback) -> tuple[torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None, callback) -> tuple[torch.Tensor, torch.Tensor, _Best]:
     """Adam on ``latent`` (in place), each photo for at most ``options.steps`` updates; returns the
     per-photo objective before each update ``[steps run, N]`` (a photo that stopped keeps its
-    last value) and the updates of each photo ``[N]``.
+    last value), the updates of each photo ``[N]`` and each photo's best latent before an update.
 
     With ``options.patience``, a photo whose objective has not improved by a fraction ``tol`` in
     ``patience`` updates has converged: its learning rate decays to zero over ``cooldown`` more
@@ -341,12 +362,14 @@ def _optimise(latent: torch.Tensor, objective: _Objective, options: ProjectOptio
     stop = _Stopping(n, o, latent.device)
     history = torch.zeros([o.steps, n], device=latent.device)
     last = torch.zeros(n, device=latent.device)
+    best = _Best(latent)
     step = 0
     while step < o.steps and stop.active.numel():
         idx = stop.active
         every = idx.numel() == n
         x = (latent if every else latent.index_select(0, idx)).detach().requires_grad_(True)
         per_photo = objective(x, None if every else idx)[0]
+        best.update(idx, x, per_photo.detach().float())
         adam.step(latent, x, per_photo, idx, stop.factors(step) * lr_factor(step, o.steps, warmup=o.warmup,
                                                                               decay=o.decay))
         if o.space == "z":
@@ -360,7 +383,50 @@ def _optimise(latent: torch.Tensor, objective: _Objective, options: ProjectOptio
         if callback is not None:
             callback(step, per_photo.detach())
         step += 1
-    return history[:step], adam.count
+    return history[:step], adam.count, best
+
+
+def _lbfgs(latent: torch.Tensor, objective: _Objective, options: ProjectOptions, w_std: float,
+           callback) -> tuple[torch.Tensor, torch.Tensor, _Best]:
+    """L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search, history 20) on ``latent`` in place,
+    photo by photo (each its own optimisation), in float32, in units of ``w_std``; each photo gets
+    at most ``options.steps`` objective evaluations (a line search under way may finish with a few
+    more). Returns as :func:`_optimise`: the objective at every evaluation ``[evals, N]`` (a photo
+    that finished keeps its last value), the evaluations of each photo ``[N]``, the best seen."""
+    n = latent.shape[0]
+    best = _Best(latent)
+    counts = torch.zeros(n, dtype=torch.long, device=latent.device)
+    values: list[list[float]] = []
+    was = objective.fp16
+    objective.fp16 = False  # a line search needs exact values
+    try:
+        for i in range(n):
+            index = torch.tensor([i], device=latent.device)
+            x = (latent[i:i + 1].detach() / w_std).clone().requires_grad_(True)
+            opt = torch.optim.LBFGS([x], lr=1, max_iter=options.steps, max_eval=options.steps, history_size=20,
+                                    tolerance_grad=0, tolerance_change=0, line_search_fn="strong_wolfe")
+            seen: list[float] = []
+
+            def closure():
+                opt.zero_grad()
+                per_photo = objective(x * w_std, index)[0]
+                best.update(index, (x * w_std).detach(), per_photo.detach().float())
+                seen.append(float(per_photo.detach()))
+                if callback is not None:
+                    callback(len(seen) - 1, per_photo.detach())
+                per_photo.sum().backward()
+                return per_photo.sum()
+
+            opt.step(closure)
+            with torch.no_grad():
+                latent[i] = x.detach()[0] * w_std
+            counts[i] = len(seen)
+            values.append(seen)
+    finally:
+        objective.fp16 = was
+    rows = max(map(len, values))
+    history = torch.tensor([v + v[-1:] * (rows - len(v)) for v in values], device=latent.device).T
+    return history, counts, best
 
 
 class _Stopping:
@@ -544,9 +610,13 @@ def project_sequence(G, targets: Sequence, *, loss: ImageLoss, options: Sequence
     callback : callable(step, per_photo_objective [N]), optional
         Passed on to :func:`project`.
     """
-    plan = _complete_plan(plan or plan_sequence(len(targets), options), len(targets), options)
+    plan = plan or plan_sequence(len(targets), options)
     w_std = w_stats(G)[1] if w_std is None else w_std
-    run = _SequenceRun(G, targets, loss, options, plan, w_std, on_oom, callback)
+    if isinstance(plan, KeyPlan):
+        run = _KeyRun(G, targets, loss, options, plan, w_std, on_oom, callback)
+    else:
+        run = _SequenceRun(G, targets, loss, options, _complete_plan(plan, len(targets), options), w_std, on_oom,
+                           callback)
     yield from run.rounds()
 
 
@@ -573,15 +643,23 @@ def _complete_plan(plan: ChainPlan, n: int, options: SequenceOptions) -> ChainPl
     return ChainPlan(chains, starts, offsets, plan.root, keys, befores, sources, levels, dict(plan.finished or {}))
 
 
-class _SequenceRun:
-    """One :func:`project_sequence` run: the last latent (and W+) of every chain, the root, and the
-    batch size (halved on CUDA out-of-memory). :meth:`rounds` yields ``(indices, Projection)``."""
+class _Run:
+    """What every :func:`project_sequence` run holds: its inputs, and the batch size (halved on
+    CUDA out-of-memory: :func:`_in_batches`)."""
 
-    def __init__(self, G, targets, loss: ImageLoss, options: SequenceOptions, plan: ChainPlan, w_std: float,
-                 on_oom, callback):
+    def __init__(self, G, targets, loss: ImageLoss, options: SequenceOptions, plan, w_std: float, on_oom, callback):
         self.G, self.targets, self.loss, self.options, self.plan = G, targets, loss, options, plan
         self.w_std, self.on_oom, self.callback = w_std, on_oom, callback
         self.batch = options.batch
+
+
+class _SequenceRun(_Run):
+    """One :func:`project_sequence` run of a :class:`~aging.encode.chains.ChainPlan`: the last latent
+    (and W+) of every chain, the root. :meth:`rounds` yields ``(indices, Projection)``."""
+
+    def __init__(self, *args):  # as _Run's
+        super().__init__(*args)
+        G, options, plan = self.G, self.options, self.plan
         device = G.w_avg.device
         space = options.project.space
         self.root = None if plan.root is None else plan.root.detach().float().to(device)
@@ -619,23 +697,16 @@ class _SequenceRun:
     def _project(self, group: list[int], t: int, kind: str) -> Iterator[tuple[list[int], Projection]]:
         """Project photo ``t`` of the chains in ``group``, ``self.batch`` chains at a time; ``kind``:
         mean, head (from the root), best (both, the lower loss kept) or previous."""
-        k = 0
         o_near = self.options.heads == "nearest" and kind in ("mean", "near")
-        while k < len(group):
-            part = group[k:k + self.batch]
+
+        def attempt(part):
             idx = [self.plan.chains[c][t - self.plan.offsets[c]] for c in part]
-            try:
-                if kind == "best":  # the same objective (smoothness: toward the root) from two starts
-                    proj = _lower_loss(self._attempt(part, idx, "head"), self._attempt(part, idx, "mean", "head"))
-                else:
-                    proj = self._attempt(part, idx, kind)
-            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
-                if not is_out_of_memory(exc) or self.batch == 1:
-                    raise
-                del exc
-                self._halve_batch()
-                continue
-            proj.info.update(batch=len(idx))
+            if kind == "best":  # the same objective (smoothness: toward the root) from two starts
+                return _lower_loss(self._attempt(part, idx, "head"), self._attempt(part, idx, "mean", "head"))
+            return self._attempt(part, idx, kind)
+
+        for part, proj in _in_batches(self, group, attempt):
+            idx = [self.plan.chains[c][t - self.plan.offsets[c]] for c in part]
             yield idx, proj
             for m, c in enumerate(part):
                 if o_near:
@@ -643,15 +714,6 @@ class _SequenceRun:
                 self.befores[c] = self.latents[c] if kind == "previous" else None
                 self.latents[c] = proj.latents[m]
                 self.ws[c] = proj.ws[m]
-            k += len(part)
-
-    def _halve_batch(self) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        new = max(1, self.batch // 2)
-        if self.on_oom is not None:
-            self.on_oom(self.batch, new)
-        self.batch = new
 
     def _attempt(self, part: list[int], idx: list[int], kind: str, anchor_kind: str | None = None) -> Projection:
         """One projection of photos ``idx`` (of chains ``part``) started as ``kind`` says."""
@@ -691,3 +753,105 @@ class _SequenceRun:
             with torch.no_grad():
                 return to_ws(self.G, self.root.unsqueeze(0), self.options.project.space).expand(len(part), -1, -1)
         return torch.stack([self.ws[c] for c in part])
+
+
+def _in_batches(run, items: list, attempt: Callable[[list], Projection]) -> Iterator[tuple[list, Projection]]:
+    """``(part, attempt(part))`` for the parts of ``items``, ``run.batch`` at a time; on CUDA
+    out-of-memory ``run.batch`` is halved (down to 1; ``run.on_oom`` told) and the part retried."""
+    k = 0
+    while k < len(items):
+        part = items[k:k + run.batch]
+        try:
+            proj = attempt(part)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
+            if not is_out_of_memory(exc) or run.batch == 1:
+                raise
+            del exc
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            new = max(1, run.batch // 2)
+            if run.on_oom is not None:
+                run.on_oom(run.batch, new)
+            run.batch = new
+            continue
+        proj.info.update(batch=len(part))
+        yield part, proj
+        k += len(part)
+
+
+class _KeyRun(_Run):
+    """One :func:`project_sequence` run of a :class:`~aging.encode.chains.KeyPlan`: the keys one at
+    a time, each from the key before it (the first from the mean), then the photos between keys in
+    batches, each from the interpolation of its two keys. :meth:`rounds` yields ``(indices, Projection)``."""
+
+    def __init__(self, *args):  # as _Run's
+        super().__init__(*args)
+        plan, targets = self.plan, self.targets
+        device = self.G.w_avg.device
+        self.latents = {k: v.detach().float().to(device) for k, v in plan.latents.items() if v is not None}
+        self.times = list(range(len(targets))) if plan.keys_of is None else [int(k) for k in plan.keys_of]
+        if len(self.times) != len(targets):
+            raise ValueError(f"{len(self.times)} keys for {len(targets)} targets")
+
+    def rounds(self) -> Iterator[tuple[list[int], Projection]]:
+        for k in self.plan.todo:
+            kind, init, options, before = self._key_start(k)
+            proj = self._project([k], init, options, kind, before)
+            proj.info.update(batch=1)
+            self.latents[k] = proj.latents[0]
+            yield [k], proj
+        for batch in self.plan.fills:
+            between = [i for i in batch if self._around(i) is not None]
+            lost = [i for i in batch if i not in between]  # a key finished in another space (no z to start from)
+            for group, kind in ((between, "fill"), (lost, "mean")):
+                attempt = lambda part, kind=kind: self._project(  # noqa: E731
+                    part, None if kind == "mean" else torch.stack([self._between(i) for i in part]),
+                    self.options.project if kind == "mean" else self.options.fill, kind)
+                yield from _in_batches(self, group, attempt)
+
+    def _key_start(self, k: int) -> tuple[str, torch.Tensor | None, ProjectOptions, torch.Tensor | None]:
+        """How key ``k`` starts: ``(kind, init, options, the key before it)``: from the key before it
+        (gone on by ``extrapolate`` times the last step between keys, scaled to the time between
+        them; ``smooth_key`` pulls toward it), or from the mean."""
+        keys = self.plan.keys
+        pos = keys.index(k)
+        if pos == 0 or keys[pos - 1] not in self.latents:
+            return "mean", None, self.options.project, None
+        a = keys[pos - 1]
+        start = self.latents[a]
+        e = self.options.extrapolate
+        if e > 0 and pos >= 2 and keys[pos - 2] in self.latents:
+            b = keys[pos - 2]
+            scale = (self.times[k] - self.times[a]) / max(self.times[a] - self.times[b], 1e-9)
+            start = start + e * scale * (start - self.latents[b])
+        return "key", start.unsqueeze(0), self.options.key, self.latents[a].unsqueeze(0)
+
+    def _around(self, i: int) -> tuple[int, int] | None:
+        """The keys before and after photo ``i`` (None when one of them has no latent)."""
+        keys = self.plan.keys
+        pos = sum(1 for k in keys if k < i)
+        if pos == 0 or pos == len(keys) or keys[pos - 1] not in self.latents or keys[pos] not in self.latents:
+            return None
+        return keys[pos - 1], keys[pos]
+
+    def _between(self, i: int) -> torch.Tensor:
+        """Photo ``i``'s start: the latents of its two keys interpolated at its time."""
+        a, b = self._around(i)
+        span = self.times[b] - self.times[a]
+        t = (self.times[i] - self.times[a]) / span if span > 0 else (i - a) / (b - a)
+        return torch.lerp(self.latents[a], self.latents[b], float(t))
+
+    def _project(self, idx: list[int], init: torch.Tensor | None, options: ProjectOptions, kind: str,
+                 toward: torch.Tensor | None = None) -> Projection:
+        """Photos ``idx`` from ``init`` (None: the mean); the smoothness term pulls toward ``toward``
+        (default: the start)."""
+        anchor = None
+        toward = init if toward is None else toward
+        if toward is not None and options.smooth > 0:
+            with torch.no_grad():
+                anchor = to_ws(self.G, toward.to(self.G.w_avg.device), options.space)
+        proj = project(self.G, self.targets[idx], loss=self.loss, options=options, init=init, anchor=anchor,
+                       w_std=self.w_std, generator=batch_generator(self.options.seed, self.times[idx[0]]),
+                       callback=self.callback)
+        proj.info.update(init=kind)
+        return proj

@@ -138,7 +138,9 @@ def plot_encode(ages_days: np.ndarray, psnr: np.ndarray, steps: np.ndarray, init
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), dpi=110, sharex=True)
     years = np.asarray(ages_days) / DAYS_PER_YEAR
     kinds = {"mean": ("tab:red", "the average w"), "head": ("tab:orange", "the first photo's latent"),
-             "previous": ("tab:blue", "the previous photo's latent")}
+             "previous": ("tab:blue", "the previous photo's latent"), "near": ("tab:purple", "a nearby photo's latent"),
+             "key": ("tab:green", "the key before (every --key-every-th photo)"),
+             "fill": ("tab:blue", "its two keys' interpolation")}
     init = np.asarray(init)
     for kind, (color, words) in kinds.items():
         sel = init == kind
