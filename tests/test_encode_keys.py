@@ -16,29 +16,12 @@ import torch
 from aging.encode import chains as ch
 from aging.encode import pipeline as pl
 from aging.encode import projector as pj
-from aging.encode.losses import ImageLoss
 from aging.encode.options import EncodeError, ProjectOptions, SequenceOptions
-from tests.test_encode import random_ws, slow_sequence, write_photos
-from tests.tiny import photo_generator
+from tests.test_encode import G, mse, random_ws, slow_sequence, w_std, write_photos  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()
-
-
-@pytest.fixture(scope="module")
-def G():
-    return photo_generator(32)
-
-
-@pytest.fixture(scope="module")
-def w_std(G):
-    return pj.w_stats(G)[1]
-
-
-@pytest.fixture(scope="module")
-def mse():
-    return ImageLoss("mse", resolution=32)
 
 
 def keyed(steps=120, steps_key=40, steps_fill=10, **kw) -> SequenceOptions:
