@@ -21,7 +21,8 @@ Settings:
               ``--study-batch K`` encodes K photos at a time (Adam's updates are per element, so
               each photo still follows its own optimisation, up to float rounding).
 ``defaults``  the toolkit's defaults (:class:`~aging.encode.options.SequenceOptions`: keys every 8
-              photos tracked with L-BFGS, the photos between them from the keys' interpolation), with the
+              photos, the first from the mean with Adam then L-BFGS, the others tracked with L-BFGS,
+              the photos between them from the keys' interpolation), with the
               command line's changes (``--batch``, ``--heads``, ..., or any option field with
               ``--set name=value``, for ablations); mixed precision on CUDA (``--no-amp``: off).
 
@@ -40,7 +41,7 @@ Examples::
     python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 \\
         --study-cache benchmarks/results/encode_cpu64_study.json --json benchmarks/results/encode_cpu64.json
     python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 64 --photos 64 --batch 4 \\
-        --study-cache benchmarks/results/encode_cpu64_study.json --set extrapolate=0 --set patience=0  # ablation
+        --study-cache benchmarks/results/encode_cpu64_study.json --set polish_first=0 --set smooth_key=0.0007  # ablation
     python benchmarks/bench_encode.py --device cpu --preset tiny --resolution 32 --photos 16 --batch 4 \\
         --study-steps 200 --steps 200 --steps-after-first 20  # 1 min; too few steps to judge losses
 """
@@ -119,6 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="Write the results as JSON.")
+    p.add_argument("--latents", type=Path, default=None, metavar="OUT",
+                   help="Save the toolkit's W+ latents [photos, num_ws, w_dim] here (torch.save), for analysis.")
     return p.parse_args(argv)
 
 
@@ -248,6 +251,9 @@ def run_defaults(G, targets, loss, args, w_std, device, amp: bool) -> dict:
         batches.append(len(idx))
     sync(device)
     sec = time.perf_counter() - t0
+    if args.latents is not None:
+        args.latents.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(ws=ws, w_std=w_std, losses=losses), args.latents)
     n = len(targets)
     heads = sorted(head_init)  # the photos not started from a predecessor: the chains' first photos
     inner = [i for i in range(1, n) if i not in heads]

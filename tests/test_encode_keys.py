@@ -24,17 +24,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()
 
 
-def keyed(steps=120, steps_key=40, steps_fill=10, **kw) -> SequenceOptions:
-    """``init="interpolate"`` options for short runs."""
+def keyed(steps=120, steps_key=40, steps_fill=10, polish_first=0, **kw) -> SequenceOptions:
+    """``init="interpolate"`` options for short runs (no L-BFGS polish of the first key unless asked)."""
     return replace(SEQUENCE, project=replace(PROJECT, steps=steps), init="interpolate", steps_key=steps_key,
-                   steps_fill=steps_fill, **kw)
+                   steps_fill=steps_fill, polish_first=polish_first, **kw)
 
 
 def test_the_defaults_are_keys_and_fills():
     assert SEQUENCE.init == "interpolate" and PROJECT.keep_best
     assert SEQUENCE.key.steps == SEQUENCE.steps_key and SEQUENCE.key.lr == SEQUENCE.lr_after_first
     assert SEQUENCE.fill.steps == SEQUENCE.steps_fill and SEQUENCE.fill.lr == SEQUENCE.lr_fill
-    for bad in (dict(key_every=0), dict(steps_key=0), dict(steps_fill=0), dict(lr_fill=0.0)):
+    polish = SEQUENCE.polish
+    assert SEQUENCE.polish_first > 0 and polish.steps == SEQUENCE.polish_first
+    assert polish.optimizer == "lbfgs" and polish.smooth == 0 and polish.keep_best
+    assert replace(SEQUENCE, polish_first=0).polish is None
+    assert replace(SEQUENCE, project=replace(PROJECT, space="z")).polish is None  # L-BFGS does not work in z
+    for bad in (dict(key_every=0), dict(steps_key=0), dict(steps_fill=0), dict(lr_fill=0.0), dict(polish_first=-1),
+                dict(polish_first=2.5)):
         with pytest.raises(EncodeError, match=next(iter(bad))):
             replace(SEQUENCE, **bad)
 
@@ -105,7 +111,9 @@ def test_keys_then_fills_started_between_their_keys(G, w_std, mse):
     runs = run_sequence(G, targets, mse, w_std, o)
     assert list(runs) == [(0,), (4,), (8,), (9,), (1, 2, 3), (5, 6, 7)]  # keys one at a time, then the fills
     assert [runs[k].info["init"] for k in runs] == ["mean", "key", "key", "key", "fill", "fill"]
-    assert [int(runs[k].info["photo_steps"].sum()) for k in runs] == [120, 40, 40, 40, 3, 3]
+    steps = [int(runs[k].info["photo_steps"].sum()) for k in runs]
+    assert steps[0] == 120 and steps[4:] == [3, 3]  # Adam: exactly its steps
+    assert all(40 <= s < 40 + 25 for s in steps[1:4])  # L-BFGS: a line search under way may end a few later
     lat = {k[0]: runs[k].latents[0] for k in runs if len(k) == 1}
     for batch in ((1, 2, 3), (5, 6, 7)):
         a, b = batch[0] - 1, batch[-1] + 1
@@ -229,16 +237,17 @@ def test_cli_default_encodes_keys_then_fills_and_records_it(G, w_std, tmp_path):
     save_generator(G, tmp_path / "gen")
     ages = write_photos(G, tmp_path / "anna" / "aligned", 4, w_std)
     args = [str(a) for a in (tmp_path / "anna", "-g", tmp_path / "gen", "--loss", "mse", "--steps", "20",
-                             "--steps-key", "8", "--steps-fill", "4", "--device", "cpu", "-q")]
+                             "--steps-key", "8", "--steps-fill", "4", "--polish-first", "6", "--device", "cpu", "-q")]
     r = CliRunner().invoke(encode, args)
     assert r.exit_code == 0 and "encoded 4 photos" in r.output, r.output
     log = pl.read_log(tmp_path / "anna" / pl.LOG_NAME)
     assert [log[a]["init"] for a in ages] == ["mean", "fill", "fill", "key"]  # keys: the first and the last
-    assert [log[a]["steps"] for a in ages] == [20, 4, 4, 8]
+    assert [log[a]["steps"] for a in ages][1:] == [4, 4, 8] and 20 + 6 <= log[ages[0]]["steps"] < 20 + 6 + 25
     (run,) = pl.read_options(tmp_path / "anna").values()
     opts = run["options"]
     assert opts["init"] == "interpolate" and opts["key_every"] == 8 and opts["steps_key"] == 8
     assert opts["steps_fill"] == 4 and opts["lr_fill"] == SEQUENCE.lr_fill and opts["keep_best"] is True
+    assert opts["polish_first"] == 6
     r = CliRunner().invoke(encode, args)
     assert r.exit_code == 0 and "nothing to do" in r.output, r.output
     r = CliRunner().invoke(encode, args[:1] + ["--key-every", "0"] + args[1:])
@@ -267,6 +276,31 @@ def test_lbfgs_photo_by_photo_beats_adam_on_the_same_evaluations(G, w_std, mse):
     assert z_keys.key.optimizer == "adam" and SEQUENCE.key.optimizer == "lbfgs"
 
 
+def test_the_first_key_is_polished_with_lbfgs_after_its_adam_steps(G, w_std, mse):
+    """polish_first: the first key runs its Adam steps, then L-BFGS from their result; its loss is
+    the polished one (never above Adam's), its history and steps are both runs'; the keys after it
+    start from the polished latent."""
+    ws = slow_sequence(G, 5, w_std, motion=0.3)
+    with torch.no_grad():
+        targets = G.synthesis(ws)
+    plain = run_sequence(G, targets, mse, w_std, keyed(steps=60, steps_key=10, key_every=4, steps_fill=2))
+    polished = run_sequence(G, targets, mse, w_std, keyed(steps=60, steps_key=10, key_every=4, steps_fill=2,
+                                                          polish_first=30))
+    root, adam = polished[(0,)], plain[(0,)]
+    assert root.info["init"] == "mean"
+    evals = int(root.info["photo_steps"][0]) - 60
+    assert 30 <= evals < 30 + 25 and root.history.shape == (60 + evals, 1) and root.steps == 60 + 30
+    torch.testing.assert_close(root.history[:60], adam.history, rtol=0, atol=0)  # the same Adam steps first
+    assert float(root.losses["total"][0]) < 0.9 * float(adam.losses["total"][0])
+    assert float(root.history[60, 0]) <= float(adam.history[:, 0].min()) * (1 + 1e-5)  # L-BFGS went on from there
+    again = pj.project(G, targets[:1], loss=mse, options=replace(PROJECT, steps=30, optimizer="lbfgs"),
+                       init=adam.latents, w_std=w_std)
+    torch.testing.assert_close(root.latents, again.latents, rtol=0, atol=0)
+    # key 4 starts from the polished first key: a different start than without the polish
+    assert not torch.equal(polished[(4,)].latents, plain[(4,)].latents)
+    assert [k for k in polished] == [(0,), (4,), (1, 2, 3)]
+
+
 def test_smooth_key_pulls_a_key_toward_the_key_before_it(G, w_std, mse):
     ws = slow_sequence(G, 5, w_std, motion=1.0)
     with torch.no_grad():
@@ -280,3 +314,33 @@ def test_smooth_key_pulls_a_key_toward_the_key_before_it(G, w_std, mse):
         if weight:  # the objective is the loss plus the weighted squared step (in units of w's std)
             assert "smooth" in runs[(4,)].losses and float(runs[(4,)].losses["smooth"][0]) > 0
     assert steps[1.0] < 0.5 * steps[0.0]
+
+
+def test_lbfgs_ends_at_the_best_latent_when_the_objective_stops_being_finite(G, w_std, mse, monkeypatch):
+    """A line search cannot go on from a NaN: L-BFGS ends the photo there, at the best latent seen;
+    a photo whose start is not finite ends unchanged (the pipeline then reports it), no exception."""
+    w_true = random_ws(G, 1, seed=2)
+    with torch.no_grad():
+        targets = G.synthesis(w_true)
+    start = w_true + 0.3 * w_std * torch.randn(w_true.shape, generator=torch.Generator().manual_seed(4))
+    options = replace(PROJECT, steps=40, optimizer="lbfgs")
+    calls = []
+    real = pj._Objective.__call__
+
+    def nan_after_eight(self, latents, index=None):
+        out = real(self, latents, index)
+        calls.append(1)
+        if index is not None and len(calls) > 8:  # the L-BFGS evaluations (the final call has no index)
+            return (out[0] * float("nan"),) + tuple(out[1:])
+        return out
+
+    monkeypatch.setattr(pj._Objective, "__call__", nan_after_eight)
+    proj = pj.project(G, targets, loss=mse, options=options, init=start, w_std=w_std)
+    monkeypatch.undo()
+    assert int(proj.info["photo_steps"][0]) == 9  # eight finite evaluations, then the NaN one
+    finite = proj.history[:8, 0]
+    assert bool(torch.isfinite(finite).all()) and float(finite[-1]) < float(finite[0])
+    torch.testing.assert_close(proj.losses["total"][0], finite.min(), rtol=1e-5, atol=0)  # the best seen
+    huge = pj.project(G, targets, loss=mse, options=options, init=torch.full_like(start, float("nan")),
+                      w_std=w_std)
+    assert not bool(torch.isfinite(huge.losses["total"]).all()) and int(huge.info["photo_steps"][0]) == 1

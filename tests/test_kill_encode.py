@@ -82,7 +82,8 @@ def files(*ages, z=False, log=True):
 #
 #     encode.options.json, recon/7000.png, latents/7000.npy, recon/7050.png, latents/7050.npy,
 #     recon/7010.png, recon/7020.png, latents/7010.npy, latents/7020.npy, recon/7030.png, ...
-KEY_ARGS = [a for a in ARGS if a not in ("--init", "previous")] + ["--steps-key", "10", "--steps-fill", "4"]
+KEY_ARGS = [a for a in ARGS if a not in ("--init", "previous")] + ["--steps-key", "10", "--steps-fill", "4",
+                                                                 "--polish-first", "5"]
 
 # Per space (or init), the successive runs: (kill point, the visible files it leaves, whether it finds photos
 # an interrupted run left without their log line); the last run (None) finishes.

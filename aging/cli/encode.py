@@ -53,6 +53,10 @@ PROJECT, SEQUENCE = ProjectOptions(), SequenceOptions()  # the defaults
 @click.option("--smooth-key", type=FiniteFloat(min=0), default=SEQUENCE.smooth_key, show_default=True,
               metavar="WEIGHT", help="--init interpolate: temporal smoothness of a key, toward the key before it "
                                      "(as --smooth).")
+@click.option("--polish-first", type=click.IntRange(min=0), default=SEQUENCE.polish_first, show_default=True,
+              metavar="N", help="--init interpolate: after the first key's --steps Adam steps, N L-BFGS loss "
+                                "evaluations from its result (0: none; space z: none). Every later photo "
+                                "descends from it.")
 @click.option("--keep-best/--last", "keep_best", default=PROJECT.keep_best, show_default=True,
               help="Each photo ends at the latent of the lowest loss seen (its start included), or at the last.")
 @click.option("--heads", type=click.Choice(HEADS), default=SEQUENCE.heads, show_default=True,

@@ -82,7 +82,8 @@ class SequenceOptions:
     steps_fill: int = 40              # interpolate: steps of a photo between two keys, from their interpolation
     lr_fill: float = 0.01             # interpolate: their peak learning rate (they start closer than a key)
     key_optimizer: str = "lbfgs"      # interpolate: how a key is optimised (space z: always adam)
-    smooth_key: float = 0.0005        # interpolate: a key's smoothness weight, toward the key before it
+    smooth_key: float = 0.0007        # interpolate: a key's smoothness weight, toward the key before it
+    polish_first: int = 300           # interpolate: L-BFGS evaluations after the first key's Adam steps (0: none)
     heads: str = "best"               # where the chains' first photos start: best, nearest, mean or root
     steps_after_first: int | None = 100  # steps of a warm-started photo (None: project.steps)
     lr_after_first: float = 0.05      # a warm start is already close: a full-size first Adam step would undo it
@@ -101,7 +102,9 @@ class SequenceOptions:
         _choose("key_optimizer", self.key_optimizer, OPTIMIZERS)
         _bound(self, batch=(1, False), lr_after_first=(0, True), min_chain=(1, False), seed=(0, False),
                extrapolate=(0, False), key_every=(1, False), steps_key=(1, False), steps_fill=(1, False),
-               lr_fill=(0, True), smooth_key=(0, False))
+               lr_fill=(0, True), smooth_key=(0, False), polish_first=(0, False))
+        if not isinstance(self.polish_first, int):
+            raise EncodeError(f"polish_first must be a whole number of evaluations, got {self.polish_first!r}")
         for name in ("steps_after_first", "chain_length", "steps_near"):
             if getattr(self, name) is not None:
                 _bound(self, **{name: (1, False)})
@@ -118,6 +121,14 @@ class SequenceOptions:
         optimizer = "adam" if self.project.space == "z" else self.key_optimizer
         return replace(self.project, steps=self.steps_key, lr=self.lr_after_first, optimizer=optimizer,
                        smooth=self.smooth_key)
+
+    @property
+    def polish(self) -> ProjectOptions | None:
+        """``init="interpolate"``: the options of the first key's polish after its Adam steps (L-BFGS,
+        ``polish_first`` evaluations, no smoothness), or None (none asked, or space z)."""
+        if self.polish_first == 0 or self.project.space == "z":
+            return None
+        return replace(self.project, steps=self.polish_first, optimizer="lbfgs", smooth=0.0)
 
     @property
     def fill(self) -> ProjectOptions:

@@ -391,8 +391,9 @@ def _lbfgs(latent: torch.Tensor, objective: _Objective, options: ProjectOptions,
     """L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search, history 20) on ``latent`` in place,
     photo by photo (each its own optimisation), in float32, in units of ``w_std``; each photo gets
     at most ``options.steps`` objective evaluations (a line search under way may finish with a few
-    more). Returns as :func:`_optimise`: the objective at every evaluation ``[evals, N]`` (a photo
-    that finished keeps its last value), the evaluations of each photo ``[N]``, the best seen."""
+    more; a non-finite objective ends it, at the best latent seen if any). Returns as
+    :func:`_optimise`: the objective at every evaluation ``[evals, N]`` (a photo that finished keeps
+    its last value), the evaluations of each photo ``[N]``, the best seen."""
     n = latent.shape[0]
     best = _Best(latent)
     counts = torch.zeros(n, dtype=torch.long, device=latent.device)
@@ -414,12 +415,18 @@ def _lbfgs(latent: torch.Tensor, objective: _Objective, options: ProjectOptions,
                 seen.append(float(per_photo.detach()))
                 if callback is not None:
                     callback(len(seen) - 1, per_photo.detach())
+                if not math.isfinite(seen[-1]):
+                    raise _Diverged
                 per_photo.sum().backward()
                 return per_photo.sum()
 
-            opt.step(closure)
+            try:
+                opt.step(closure)
+                end = x.detach()[0] * w_std
+            except _Diverged:  # a line search cannot go on from a non-finite value: end at the best seen, if any
+                end = best.latents[i] if math.isfinite(float(best.values[i])) else x.detach()[0] * w_std
             with torch.no_grad():
-                latent[i] = x.detach()[0] * w_std
+                latent[i] = end
             counts[i] = len(seen)
             values.append(seen)
     finally:
@@ -427,6 +434,10 @@ def _lbfgs(latent: torch.Tensor, objective: _Objective, options: ProjectOptions,
     rows = max(map(len, values))
     history = torch.tensor([v + v[-1:] * (rows - len(v)) for v in values], device=latent.device).T
     return history, counts, best
+
+
+class _Diverged(Exception):
+    """:func:`_lbfgs`: the objective was not finite (the photo's optimisation ends there)."""
 
 
 class _Stopping:
@@ -527,6 +538,14 @@ def _lower_loss(a: Projection, b: Projection) -> Projection:
     return Projection(latents=pick(a.latents, b.latents), ws=pick(a.ws, b.ws), losses=losses,
                       images=pick(a.images, b.images), history=pick(ha.T, hb.T).T, steps=a.steps,
                       seconds=a.seconds + b.seconds, space=a.space, info=info)
+
+
+def _then(a: Projection, b: Projection) -> Projection:
+    """Projection ``b`` started where ``a`` ended (same photos), as one: ``b``'s result, both
+    histories one after the other, steps and seconds added."""
+    info = {**b.info, "photo_steps": a.info["photo_steps"] + b.info["photo_steps"]}
+    return replace(b, history=torch.cat([a.history, b.history]), steps=a.steps + b.steps,
+                   seconds=a.seconds + b.seconds, info=info)
 
 
 def batch_generator(seed: int, key: int, device="cpu") -> torch.Generator:
@@ -781,7 +800,8 @@ def _in_batches(run, items: list, attempt: Callable[[list], Projection]) -> Iter
 
 class _KeyRun(_Run):
     """One :func:`project_sequence` run of a :class:`~aging.encode.chains.KeyPlan`: the keys one at
-    a time, each from the key before it (the first from the mean), then the photos between keys in
+    a time, each from the key before it (the first from the mean, its Adam steps then polished with
+    L-BFGS), then the photos between keys in
     batches, each from the interpolation of its two keys. :meth:`rounds` yields ``(indices, Projection)``."""
 
     def __init__(self, *args):  # as _Run's
@@ -797,6 +817,8 @@ class _KeyRun(_Run):
         for k in self.plan.todo:
             kind, init, options, before = self._key_start(k)
             proj = self._project([k], init, options, kind, before)
+            if kind == "mean" and self.options.polish is not None:  # Adam's result, then L-BFGS from it
+                proj = _then(proj, self._project([k], proj.latents, self.options.polish, kind))
             proj.info.update(batch=1)
             self.latents[k] = proj.latents[0]
             yield [k], proj
