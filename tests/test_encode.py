@@ -350,6 +350,36 @@ def run_kw(space="wplus", heads="best", steps=30, steps_after_first=10, batch=3,
                       init="previous", heads=heads, seed=4, **extra)
     return dict(options=options, dist=dist, progress=False)
 
+class _Batches(list):
+    """The age_days of each batch's log lines, in order (``real_append``: the unpatched writer)."""
+
+    real_append = None
+
+
+def kill_after_batches(monkeypatch, out: Path, kill_after: int) -> tuple[list[str], _Batches]:
+    """Patch :mod:`aging.io` as a kill would meet it: every ``save_npy`` is noted in ``writes``
+    (relative to ``out``), and right after the ``kill_after``-th batch's log lines (a batch's last
+    write) a ``KeyboardInterrupt`` comes. Returns ``(writes, batches)``; restore the log writer with
+    ``batches.real_append``."""
+    import aging.io
+
+    writes, batches = [], _Batches()
+    real_save, batches.real_append = aging.io.save_npy, aging.io.append_lines
+
+    def counting_save(path, array):
+        writes.append(Path(path).relative_to(out).as_posix())
+        real_save(path, array)
+
+    def append_then_kill(path, lines):
+        batches.real_append(path, lines)
+        batches.append([json.loads(line)["age_days"] for line in lines])
+        if len(batches) == kill_after:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(aging.io, "save_npy", counting_save)
+    monkeypatch.setattr(aging.io, "append_lines", append_then_kill)
+    return writes, batches
+
 
 @pytest.mark.parametrize("space,kill_after,heads", [("wplus", 1, "best"), ("wplus", 2, "best"), ("z", 2, "best"),
                                                    ("wplus", 1, "mean"), ("wplus", 1, "root"),
@@ -362,28 +392,11 @@ def test_resume_writes_each_latent_once_and_matches_an_uninterrupted_run(G, w_st
     full = pl.find_photos(tmp_path / "subj", out=tmp_path / "full")
     pl.encode_photos(G, full, loss=mse, **run_kw(space=space, heads=heads))
 
-    writes = []
-    real_save = aging.io.save_npy
-
-    def counting_save(path, array):
-        writes.append(Path(path).relative_to(tmp_path / "part").as_posix())
-        real_save(path, array)
-
-    monkeypatch.setattr(aging.io, "save_npy", counting_save)
-    batches = []
-    real_append = aging.io.append_lines
-
-    def append_then_kill(path, lines):  # a batch's log lines are its last write
-        real_append(path, lines)
-        batches.append([json.loads(line)["age_days"] for line in lines])
-        if len(batches) == kill_after:
-            raise KeyboardInterrupt("killed")
-
     part = pl.find_photos(tmp_path / "subj", out=tmp_path / "part")
-    monkeypatch.setattr(aging.io, "append_lines", append_then_kill)
+    writes, batches = kill_after_batches(monkeypatch, tmp_path / "part", kill_after)
     with pytest.raises(KeyboardInterrupt):
         pl.encode_photos(G, part, loss=mse, **run_kw(space=space, heads=heads))
-    monkeypatch.setattr(aging.io, "append_lines", real_append)
+    monkeypatch.setattr(aging.io, "append_lines", batches.real_append)
     # chains [0, 1, 2], [3, 4, 5], [6, 7]. heads="mean": the three heads in one batch from the
     # mean, then the second photo of each chain; "root": the first head alone, then the other
     # heads from its latent; "best": as root, each of those from the mean too, the better kept

@@ -5,9 +5,7 @@ CPU, the 32 px random-weight generator of ``tests/test_encode.py``; targets are 
 latents moving slowly in a straight line (a time-lapse).
 """
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,8 @@ from aging.encode import chains as ch
 from aging.encode import pipeline as pl
 from aging.encode import projector as pj
 from aging.encode.options import EncodeError, ProjectOptions, SequenceOptions
-from tests.test_encode import G, mse, random_ws, slow_sequence, w_std, write_photos  # noqa: F401 (fixtures)
+from tests.test_encode import (G, kill_after_batches, mse, random_ws, slow_sequence, w_std,  # noqa: F401
+                                write_photos)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -171,25 +170,11 @@ def test_interpolate_resume_writes_each_latent_once_and_matches_an_uninterrupted
     full = pl.find_photos(tmp_path / "subj", out=tmp_path / "full")
     pl.encode_photos(G, full, loss=mse, **kw)
 
-    writes, batches = [], []
-    real_save, real_append = aging.io.save_npy, aging.io.append_lines
-
-    def counting_save(path, array):
-        writes.append(Path(path).relative_to(tmp_path / "part").as_posix())
-        real_save(path, array)
-
-    def append_then_kill(path, lines):
-        real_append(path, lines)
-        batches.append([json.loads(line)["age_days"] for line in lines])
-        if len(batches) == kill_after:
-            raise KeyboardInterrupt("killed")
-
     part = pl.find_photos(tmp_path / "subj", out=tmp_path / "part")
-    monkeypatch.setattr(aging.io, "save_npy", counting_save)
-    monkeypatch.setattr(aging.io, "append_lines", append_then_kill)
+    writes, batches = kill_after_batches(monkeypatch, tmp_path / "part", kill_after)
     with pytest.raises(KeyboardInterrupt):
         pl.encode_photos(G, part, loss=mse, **kw)
-    monkeypatch.setattr(aging.io, "append_lines", real_append)
+    monkeypatch.setattr(aging.io, "append_lines", batches.real_append)
     # keys 0, 4, 8 one at a time, then the photos between them two at a time (a batch may span two gaps)
     order = [[ages[0]], [ages[4]], [ages[8]], [ages[1], ages[2]], [ages[3], ages[5]], [ages[6], ages[7]]]
     assert batches == order[:kill_after]

@@ -58,9 +58,7 @@ class ProjectOptions:
             raise EncodeError("optimizer lbfgs works in w and wplus, not z (its stochastic clipping needs adam)")
         _bound(self, steps=(1, False), lr=(0, True), warmup=(0, False), decay=(0, False), mean_reg=(0, False),
                smooth=(0, False), clip=(0, True), patience=(0, False), tol=(0, False), cooldown=(0, False))
-        for name in ("patience", "cooldown"):
-            if not isinstance(getattr(self, name), int):
-                raise EncodeError(f"{name} must be a whole number of steps, got {getattr(self, name)!r}")
+        _whole(self, "patience", "cooldown")
         if self.warmup > 1 or self.decay > 1:
             raise EncodeError(f"warmup and decay are fractions of the steps (<= 1), got {self.warmup}, {self.decay}")
         if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
@@ -103,8 +101,7 @@ class SequenceOptions:
         _bound(self, batch=(1, False), lr_after_first=(0, True), min_chain=(1, False), seed=(0, False),
                extrapolate=(0, False), key_every=(1, False), steps_key=(1, False), steps_fill=(1, False),
                lr_fill=(0, True), smooth_key=(0, False), polish_first=(0, False))
-        if not isinstance(self.polish_first, int):
-            raise EncodeError(f"polish_first must be a whole number of evaluations, got {self.polish_first!r}")
+        _whole(self, "polish_first")
         for name in ("steps_after_first", "chain_length", "steps_near"):
             if getattr(self, name) is not None:
                 _bound(self, **{name: (1, False)})
@@ -155,6 +152,14 @@ def from_values(values: dict) -> SequenceOptions:
 def _choose(name: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise EncodeError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _whole(options, *names: str) -> None:
+    """Each named field a whole number (of steps or evaluations)."""
+    for name in names:
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise EncodeError(f"{name} must be a whole number of steps, got {value!r}")
 
 
 def _bound(options, **bounds: tuple[float, bool]) -> None:
